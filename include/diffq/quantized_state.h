@@ -1,0 +1,137 @@
+#pragma once
+/// \file quantized_state.h
+/// The quantized state of a model, in memory, independent of torch.
+///
+/// A `QuantizedState` is what a quantizer produces (`get_quantized_state()`),
+/// what the model file stores, and what `restore` writes back into a model.
+/// It holds, per stored tensor, its name(s), shape, original dtype, encoding
+/// and payload. Levels are kept unpacked here (one `uint16_t` per element);
+/// packing is the file format's job.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace diffq {
+
+/// How a tensor's values are stored.
+enum class Encoding : uint8_t {
+  /// Raw IEEE float32 values (`values_f32`).
+  kFloat32 = 0,
+  /// IEEE float16 bit patterns (`values_f16`).
+  kFloat16 = 1,
+  /// Uniform levels on `bits` bits over the range [`min`, `max`]:
+  /// `w = level / (2^bits - 1) * (max - min) + min`.
+  kUniform = 2,
+  /// DiffQ: one bit-width per group of `group_size` consecutive elements
+  /// (`group_bits`), levels as for kUniform with the group's bit-width, one
+  /// range per tensor. `group_size == 0` means one group for the tensor.
+  kDiffQGroups = 3,
+  /// LSQ: signed levels `q` in [-2^(bits-1), 2^(bits-1) - 1] stored as
+  /// `level = q + 2^(bits-1)`; `w = q * step`.
+  kLSQ = 4,
+  /// Product quantization: `codebook` (K x d float16 patterns) and one index
+  /// per subvector (`levels` holds indices). Reserved for Quant-Noise/iPQ.
+  kProductQuantized = 5,
+};
+
+/// Returns a readable name for an encoding ("float32", "diffq", ...).
+const char* encoding_name(Encoding encoding);
+
+/// The element type a tensor had in the model.
+enum class DType : uint8_t {
+  kFloat32 = 0,
+  kFloat16 = 1,
+  kBFloat16 = 2,
+  kFloat64 = 3,
+};
+
+/// Returns a readable name for a dtype ("float32", ...).
+const char* dtype_name(DType dtype);
+
+/// One stored tensor.
+struct TensorRecord {
+  /// Dotted name of the parameter's first occurrence in the model.
+  std::string name;
+  /// Other names under which the same tensor is registered (tied parameters
+  /// detected at quantization). Restore writes the same values to all.
+  std::vector<std::string> aliases;
+  /// Shape in the model.
+  std::vector<int64_t> shape;
+  /// Element type in the model.
+  DType dtype = DType::kFloat32;
+  /// How `values_*` / `levels` are to be read.
+  Encoding encoding = Encoding::kFloat32;
+
+  /// kFloat32 payload.
+  std::vector<float> values_f32;
+  /// kFloat16 payload (IEEE half bit patterns).
+  std::vector<uint16_t> values_f16;
+
+  /// kUniform / kLSQ: bit-width of every level (1..16).
+  int bits = 0;
+  /// kUniform / kDiffQGroups: range of the tensor.
+  float min = 0.f;
+  /// kUniform / kDiffQGroups: range of the tensor.
+  float max = 0.f;
+  /// kLSQ: the learned step size.
+  float step = 0.f;
+  /// kDiffQGroups: elements per group (0 = whole tensor).
+  int64_t group_size = 0;
+  /// kDiffQGroups: bit-width of each group (1..16).
+  std::vector<uint8_t> group_bits;
+  /// kDiffQGroups: the quantizer's `min_bits`, the offset of the per-group
+  /// bit-width field in the size formula (bits_bits).
+  int min_bits = 0;
+  /// kUniform / kDiffQGroups / kLSQ: one level per element, each below
+  /// 2^(bits of its group). kProductQuantized: one index per subvector.
+  std::vector<uint16_t> levels;
+
+  /// kProductQuantized: subvector length d.
+  int64_t block_size = 0;
+  /// kProductQuantized: number of centroids K.
+  int64_t num_centroids = 0;
+  /// kProductQuantized: K x d centroids as IEEE half bit patterns.
+  std::vector<uint16_t> codebook;
+
+  /// Number of elements (product of `shape`; 1 for a 0-d tensor).
+  int64_t numel() const;
+};
+
+/// The quantized state of a whole model.
+struct QuantizedState {
+  /// The method that produced it ("diffq", "uniform", "lsq", "float", ...).
+  std::string method;
+  /// The method's options, as text (e.g. {"group_size": "16"}).
+  std::map<std::string, std::string> options;
+  /// Every parameter of the model, in the model's registration order.
+  std::vector<TensorRecord> tensors;
+
+  /// Size in bits of a perfect packing of this state: the size formulas of
+  /// the spec (section 5) applied to what is stored.
+  double true_bits() const;
+  /// `true_bits()` in MiB (bits / 8 / 2^20).
+  double true_mib() const { return true_bits() / 8.0 / 1048576.0; }
+};
+
+/// Checks a record's internal consistency (payload lengths match the
+/// shape, levels below 2^bits, bit-widths in range, group size divides the
+/// element count); throws `diffq::Error` naming the record and the problem.
+void validate(const TensorRecord& record);
+
+/// Checks every record of `state`, and that names are unique.
+void validate(const QuantizedState& state);
+
+/// Dequantizes a record into float32 values, one per element, in the
+/// flattened order of the tensor. Uses the exact float arithmetic of the
+/// quantizers' evaluation path, so the result is bit-identical to the
+/// weights the model saw in evaluation.
+std::vector<float> dequantize(const TensorRecord& record);
+
+/// Converts an IEEE half bit pattern to float.
+float half_to_float(uint16_t bits);
+/// Converts a float to the nearest IEEE half bit pattern (round to even).
+uint16_t float_to_half(float value);
+
+}  // namespace diffq

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Sanitizer and fuzzing check of the torch-free core (format, packing).
+#  1. builds the core with AddressSanitizer + UBSan (gcc) and runs ctest;
+#  2. builds the libFuzzer reader target with clang++-14 and fuzzes it for
+#     FUZZ_SECONDS (default 30) on a freshly generated seed corpus.
+# Exits non-zero on any failure. Usage: scripts/ci_sanitize.sh [build-root]
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD_ROOT="${1:-$ROOT/build-ci}"
+JOBS="${JOBS:-2}"
+FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+
+echo "== sanitizer build (ASan + UBSan) =="
+cmake -S "$ROOT" -B "$BUILD_ROOT/sanitize" -DDIFFQ_CORE_ONLY=ON -DDIFFQ_SANITIZE=ON \
+  -DDIFFQ_BUILD_BENCHMARKS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$BUILD_ROOT/sanitize" -j"$JOBS"
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+(cd "$BUILD_ROOT/sanitize" && ctest --output-on-failure -j"$JOBS")
+
+echo "== fuzzer build (clang++-14, libFuzzer) =="
+cmake -S "$ROOT" -B "$BUILD_ROOT/fuzz" -DDIFFQ_CORE_ONLY=ON -DDIFFQ_FUZZ=ON \
+  -DDIFFQ_BUILD_TESTS=OFF -DDIFFQ_BUILD_BENCHMARKS=OFF \
+  -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$BUILD_ROOT/fuzz" -j"$JOBS" --target fuzz_reader make_fuzz_corpus
+
+CORPUS="$BUILD_ROOT/fuzz/corpus"
+rm -rf "$CORPUS" "$BUILD_ROOT/fuzz/artifacts"
+mkdir -p "$CORPUS" "$BUILD_ROOT/fuzz/artifacts"
+"$BUILD_ROOT/fuzz/fuzz/make_fuzz_corpus" "$CORPUS"
+echo "== fuzzing load_from_memory for ${FUZZ_SECONDS}s =="
+"$BUILD_ROOT/fuzz/fuzz/fuzz_reader" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 \
+  -timeout=10 -print_final_stats=1 -artifact_prefix="$BUILD_ROOT/fuzz/artifacts/" "$CORPUS"
+echo "ci_sanitize: all checks passed"

@@ -1,0 +1,57 @@
+// Small helpers shared by the model file writer and reader.
+#include <xxhash.h>
+
+#include <cstdio>
+#include <limits>
+
+#include "format_internal.h"
+
+namespace diffq {
+
+const char* entropy_coding_name(EntropyCoding coding) {
+  switch (coding) {
+    case EntropyCoding::kNone: return "none";
+    case EntropyCoding::kZstd: return "zstd";
+    case EntropyCoding::kRans: return "rans";
+    case EntropyCoding::kAuto: return "auto";
+  }
+  return "unknown";
+}
+
+uint64_t model_fingerprint(const QuantizedState& state) {
+  const std::string text = detail::fingerprint_text(state);
+  return XXH3_64bits(text.data(), text.size());
+}
+
+namespace detail {
+
+uint64_t checked_add(uint64_t a, uint64_t b, const char* what) {
+  DIFFQ_CHECK(a <= std::numeric_limits<uint64_t>::max() - b, "overflow computing ", what, " (",
+              a, " + ", b, ")");
+  return a + b;
+}
+
+uint64_t checked_mul(uint64_t a, uint64_t b, const char* what) {
+  DIFFQ_CHECK(b == 0 || a <= std::numeric_limits<uint64_t>::max() / b, "overflow computing ",
+              what, " (", a, " * ", b, ")");
+  return a * b;
+}
+
+uint64_t align_up(uint64_t value) {
+  return checked_add(value, kAlignment - 1, "an aligned offset") / kAlignment * kAlignment;
+}
+
+std::string to_hex(uint64_t value) {
+  char text[17];
+  std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(value));
+  return text;
+}
+
+void MemoryBudget::charge(uint64_t bytes, const std::string& what) {
+  used_ = checked_add(used_, bytes, "memory needed");
+  DIFFQ_CHECK(limit_ == 0 || used_ <= limit_, "loading tensor '", what, "' needs more than the ",
+              limit_, "-byte memory limit");
+}
+
+}  // namespace detail
+}  // namespace diffq

@@ -1,0 +1,281 @@
+// Quantized state: validation, dequantization, size accounting, half floats.
+#include "diffq/quantized_state.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <set>
+
+#include "diffq/error.h"
+
+namespace diffq {
+
+const char* encoding_name(Encoding encoding) {
+  switch (encoding) {
+    case Encoding::kFloat32: return "float32";
+    case Encoding::kFloat16: return "float16";
+    case Encoding::kUniform: return "uniform";
+    case Encoding::kDiffQGroups: return "diffq";
+    case Encoding::kLSQ: return "lsq";
+    case Encoding::kProductQuantized: return "pq";
+  }
+  return "unknown";
+}
+
+const char* dtype_name(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32: return "float32";
+    case DType::kFloat16: return "float16";
+    case DType::kBFloat16: return "bfloat16";
+    case DType::kFloat64: return "float64";
+  }
+  return "unknown";
+}
+
+int64_t TensorRecord::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    DIFFQ_CHECK(d >= 0, "tensor '", name, "' has a negative dimension ", d);
+    if (d != 0 && n > std::numeric_limits<int64_t>::max() / d) {
+      throw Error(detail::concat("tensor '", name, "' has too many elements"));
+    }
+    n *= d;
+  }
+  return n;
+}
+
+namespace {
+
+int64_t num_groups(const TensorRecord& r) {
+  const int64_t n = r.numel();
+  if (r.group_size == 0) return n == 0 ? 0 : 1;
+  return n / r.group_size;
+}
+
+int64_t group_of(const TensorRecord& r, int64_t index) {
+  return r.group_size == 0 ? 0 : index / r.group_size;
+}
+
+}  // namespace
+
+void validate(const TensorRecord& r) {
+  const int64_t n = r.numel();
+  const auto size_is = [&](size_t actual, int64_t expected, const char* what) {
+    DIFFQ_CHECK(static_cast<int64_t>(actual) == expected, "tensor '", r.name, "': ", what,
+                " has ", actual, " entries, expected ", expected);
+  };
+  switch (r.encoding) {
+    case Encoding::kFloat32:
+      size_is(r.values_f32.size(), n, "float32 payload");
+      return;
+    case Encoding::kFloat16:
+      size_is(r.values_f16.size(), n, "float16 payload");
+      return;
+    case Encoding::kUniform:
+    case Encoding::kLSQ: {
+      DIFFQ_CHECK(r.bits >= 1 && r.bits <= 16, "tensor '", r.name, "': bit-width ", r.bits,
+                  " outside 1..16");
+      size_is(r.levels.size(), n, "levels");
+      const uint32_t limit = 1u << r.bits;
+      for (size_t i = 0; i < r.levels.size(); ++i) {
+        DIFFQ_CHECK(r.levels[i] < limit, "tensor '", r.name, "': level ", r.levels[i],
+                    " at index ", i, " does not fit on ", r.bits, " bits");
+      }
+      if (r.encoding == Encoding::kUniform) {
+        DIFFQ_CHECK(std::isfinite(r.min) && std::isfinite(r.max) && r.min <= r.max, "tensor '",
+                    r.name, "': invalid range [", r.min, ", ", r.max, "]");
+      } else {
+        DIFFQ_CHECK(std::isfinite(r.step), "tensor '", r.name, "': step is not finite");
+      }
+      return;
+    }
+    case Encoding::kDiffQGroups: {
+      DIFFQ_CHECK(r.group_size >= 0, "tensor '", r.name, "': negative group size ",
+                  r.group_size);
+      DIFFQ_CHECK(r.group_size == 0 || n % r.group_size == 0, "tensor '", r.name,
+                  "': group size ", r.group_size, " does not divide ", n, " elements");
+      DIFFQ_CHECK(std::isfinite(r.min) && std::isfinite(r.max) && r.min <= r.max, "tensor '",
+                  r.name, "': invalid range [", r.min, ", ", r.max, "]");
+      size_is(r.group_bits.size(), num_groups(r), "group bit-widths");
+      for (size_t g = 0; g < r.group_bits.size(); ++g) {
+        DIFFQ_CHECK(r.group_bits[g] >= 1 && r.group_bits[g] <= 16, "tensor '", r.name,
+                    "': group ", g, " has bit-width ", int(r.group_bits[g]), " outside 1..16");
+      }
+      size_is(r.levels.size(), n, "levels");
+      for (int64_t i = 0; i < n; ++i) {
+        const uint32_t limit = 1u << r.group_bits[group_of(r, i)];
+        DIFFQ_CHECK(r.levels[i] < limit, "tensor '", r.name, "': level ", r.levels[i],
+                    " at index ", i, " does not fit on its group's ",
+                    int(r.group_bits[group_of(r, i)]), " bits");
+      }
+      return;
+    }
+    case Encoding::kProductQuantized: {
+      DIFFQ_CHECK(r.block_size >= 1, "tensor '", r.name, "': block size ", r.block_size,
+                  " must be positive");
+      DIFFQ_CHECK(n % r.block_size == 0, "tensor '", r.name, "': block size ", r.block_size,
+                  " does not divide ", n, " elements");
+      DIFFQ_CHECK(r.num_centroids >= 1 && r.num_centroids <= 65536, "tensor '", r.name,
+                  "': number of centroids ", r.num_centroids, " outside 1..65536");
+      size_is(r.codebook.size(), r.num_centroids * r.block_size, "codebook");
+      size_is(r.levels.size(), n / r.block_size, "centroid indices");
+      for (size_t i = 0; i < r.levels.size(); ++i) {
+        DIFFQ_CHECK(r.levels[i] < r.num_centroids, "tensor '", r.name, "': centroid index ",
+                    r.levels[i], " at ", i, " is not below ", r.num_centroids);
+      }
+      return;
+    }
+  }
+  throw Error(detail::concat("tensor '", r.name, "': unknown encoding ",
+                             static_cast<int>(r.encoding)));
+}
+
+void validate(const QuantizedState& state) {
+  std::set<std::string> names;
+  for (const auto& record : state.tensors) {
+    validate(record);
+    DIFFQ_CHECK(names.insert(record.name).second, "tensor name '", record.name,
+                "' appears twice in the state");
+    for (const auto& alias : record.aliases) {
+      DIFFQ_CHECK(names.insert(alias).second, "tensor name '", alias,
+                  "' appears twice in the state");
+    }
+  }
+}
+
+namespace {
+float uniform_value(uint32_t level, int bits, float min, float max) {
+  // Same operation order as the evaluation path: level / (2^b - 1) * range + min.
+  const float denom = static_cast<float>((1u << bits) - 1u);
+  const float range = max - min;
+  return static_cast<float>(level) / denom * range + min;
+}
+
+}  // namespace
+
+std::vector<float> dequantize(const TensorRecord& r) {
+  validate(r);
+  const int64_t n = r.numel();
+  std::vector<float> out(static_cast<size_t>(n));
+  switch (r.encoding) {
+    case Encoding::kFloat32:
+      out = r.values_f32;
+      break;
+    case Encoding::kFloat16:
+      for (int64_t i = 0; i < n; ++i) out[i] = half_to_float(r.values_f16[i]);
+      break;
+    case Encoding::kUniform:
+      for (int64_t i = 0; i < n; ++i) out[i] = uniform_value(r.levels[i], r.bits, r.min, r.max);
+      break;
+    case Encoding::kDiffQGroups:
+      for (int64_t i = 0; i < n; ++i) {
+        out[i] = uniform_value(r.levels[i], r.group_bits[group_of(r, i)], r.min, r.max);
+      }
+      break;
+    case Encoding::kLSQ: {
+      const int32_t offset = 1 << (r.bits - 1);
+      for (int64_t i = 0; i < n; ++i) {
+        out[i] = static_cast<float>(static_cast<int32_t>(r.levels[i]) - offset) * r.step;
+      }
+      break;
+    }
+    case Encoding::kProductQuantized: {
+      const int64_t d = r.block_size;
+      for (int64_t b = 0; b < n / d; ++b) {
+        const uint16_t* centroid = &r.codebook[static_cast<size_t>(r.levels[b]) * d];
+        for (int64_t j = 0; j < d; ++j) out[b * d + j] = half_to_float(centroid[j]);
+      }
+      break;
+    }
+  }
+  return out;
+}
+
+namespace {
+double record_bits(const TensorRecord& r) {
+  const double n = static_cast<double>(r.numel());
+  switch (r.encoding) {
+    case Encoding::kFloat32: return 32.0 * n;
+    case Encoding::kFloat16: return 16.0 * n;
+    case Encoding::kUniform: return r.bits * n + 64.0;
+    case Encoding::kLSQ: return r.bits * n + 32.0;
+    case Encoding::kDiffQGroups: {
+      const double g_eff = r.group_size == 0 ? n : static_cast<double>(r.group_size);
+      double sum = 0;
+      int max_bits = 0;
+      for (uint8_t b : r.group_bits) {
+        sum += b;
+        max_bits = std::max<int>(max_bits, b);
+      }
+      const double bits_bits = std::ceil(std::log2(1.0 + std::max(0, max_bits - r.min_bits)));
+      return g_eff * sum + 64.0 + 8.0 + bits_bits * static_cast<double>(r.group_bits.size());
+    }
+    case Encoding::kProductQuantized:
+      return static_cast<double>(r.levels.size()) * std::log2(static_cast<double>(r.num_centroids)) +
+             16.0 * static_cast<double>(r.codebook.size());
+  }
+  return 0.0;
+}
+
+}  // namespace
+
+double QuantizedState::true_bits() const {
+  double total = 0;
+  for (const auto& r : tensors) total += record_bits(r);
+  return total;
+}
+
+float half_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exponent = (h >> 10) & 0x1fu;
+  uint32_t mantissa = h & 0x3ffu;
+  uint32_t bits;
+  if (exponent == 0) {
+    if (mantissa == 0) {
+      bits = sign;
+    } else {  // subnormal: normalise
+      int e = -1;
+      do {
+        ++e;
+        mantissa <<= 1;
+      } while ((mantissa & 0x400u) == 0);
+      bits = sign | static_cast<uint32_t>(127 - 15 - e) << 23 | (mantissa & 0x3ffu) << 13;
+    }
+  } else if (exponent == 0x1f) {
+    bits = sign | 0x7f800000u | mantissa << 13;
+  } else {
+    bits = sign | (exponent + 127 - 15) << 23 | mantissa << 13;
+  }
+  float out;
+  std::memcpy(&out, &bits, sizeof(out));
+  return out;
+}
+
+uint16_t float_to_half(float value) {
+  uint32_t f;
+  std::memcpy(&f, &value, sizeof(f));
+  const uint16_t sign = static_cast<uint16_t>((f >> 16) & 0x8000u);
+  const uint32_t abs = f & 0x7fffffffu;
+  if (abs >= 0x7f800000u) {  // inf or nan
+    return sign | 0x7c00u | (abs > 0x7f800000u ? 0x200u : 0u);
+  }
+  if (abs >= 0x477ff000u) return sign | 0x7c00u;  // rounds to infinity
+  if (abs < 0x38800000u) {                         // subnormal half or zero
+    if (abs < 0x33000000u) return sign;            // below half of the smallest subnormal
+    const uint32_t exponent = abs >> 23;
+    const uint32_t mantissa = (abs & 0x7fffffu) | 0x800000u;
+    const uint32_t shift = 126 - exponent;  // 14 + (113 - exponent) - ... in 14..24
+    uint32_t half = mantissa >> shift;
+    const uint32_t rest = mantissa & ((1u << shift) - 1u);
+    const uint32_t halfway = 1u << (shift - 1);
+    if (rest > halfway || (rest == halfway && (half & 1u))) ++half;
+    return sign | static_cast<uint16_t>(half);
+  }
+  uint32_t half = ((abs >> 13) - (112u << 10));
+  const uint32_t rest = abs & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (half & 1u))) ++half;
+  return sign | static_cast<uint16_t>(half);
+}
+
+}  // namespace diffq

@@ -1,0 +1,265 @@
+// DiffQ: pseudo quantization noise and learned per-group bit-widths.
+#include "diffq/diffq_quantizer.h"
+
+#include <cmath>
+
+#include <torch/torch.h>
+
+#include "diffq/error.h"
+#include "tensor_convert.h"
+
+namespace diffq {
+
+namespace {
+
+bool is_integer(double x) { return std::isfinite(x) && std::floor(x) == x; }
+
+double logit(double p) { return std::log(p / (1.0 - p)); }
+
+}  // namespace
+
+DiffQuantizer::DiffQuantizer(const ModelRef& model, DiffQOptions options)
+    : Quantizer(model, options.discovery(), "diffq"), options_(std::move(options)) {
+  const auto& o = options_;
+  DIFFQ_CHECK(is_integer(o.min_bits()) && is_integer(o.max_bits()),
+              "min_bits and max_bits must be whole numbers, got ", o.min_bits(), " and ",
+              o.max_bits());
+  DIFFQ_CHECK(o.min_bits() >= 1 && o.max_bits() <= 15, "bits must lie in 1..15, got min_bits ",
+              o.min_bits(), " and max_bits ", o.max_bits());
+  DIFFQ_CHECK(o.min_bits() < o.init_bits() && o.init_bits() < o.max_bits(),
+              "DiffQ needs min_bits < init_bits < max_bits, got ", o.min_bits(), " < ",
+              o.init_bits(), " < ", o.max_bits());
+  DIFFQ_CHECK(std::isfinite(o.extra_bits()) && o.extra_bits() >= 0,
+              "extra_bits must be a non-negative number, got ", o.extra_bits());
+  DIFFQ_CHECK(o.group_size() >= 0, "group_size must be 0 (one group per tensor) or positive, got ",
+              o.group_size());
+  double init;
+  if (o.param() == Parametrization::kBits) {
+    init = logit((o.init_bits() - o.min_bits()) / (o.max_bits() - o.min_bits()));
+  } else {
+    const double ln_min = -std::log(std::pow(2.0, o.max_bits()) - 1.0);
+    const double ln_max = -std::log(std::pow(2.0, o.min_bits()) - 1.0);
+    const double ln_s = -std::log(std::pow(2.0, o.init_bits()) - 1.0);
+    init = logit((ln_s - ln_max) / (ln_min - ln_max));
+  }
+  for (auto& slot : slots_) {
+    const int64_t n = slot.tensor.numel();
+    DIFFQ_CHECK(o.group_size() == 0 || n % o.group_size() == 0, "group_size ", o.group_size(),
+                " does not divide the ", n, " elements of parameter '", slot.name,
+                "'; choose a divisor, 0 (one group per tensor), or exclude the parameter");
+    const auto dtype =
+        slot.tensor.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+    slot.own = torch::full({groups_of(slot)}, init,
+                           torch::TensorOptions().dtype(dtype).device(slot.tensor.device()))
+                   .requires_grad_(true);
+  }
+  // Undetected ties share the first occurrence's logits? No: each has its
+  // own (the reference's behaviour); the occurrences drive the noise in turn.
+  generator_ = at::detail::createCPUGenerator(o.seed());
+  install_hooks();
+}
+
+int64_t DiffQuantizer::groups_of(const detail::Slot& slot) const {
+  return options_.group_size() == 0 ? 1 : slot.tensor.numel() / options_.group_size();
+}
+
+torch::Tensor DiffQuantizer::bits_of(const detail::Slot& slot) const {
+  const auto& o = options_;
+  auto sigma = torch::sigmoid(slot.own);
+  if (o.param() == Parametrization::kBits) {
+    return o.min_bits() + sigma * (o.max_bits() - o.min_bits());
+  }
+  const double ln_min = -std::log(std::pow(2.0, o.max_bits()) - 1.0);
+  const double ln_max = -std::log(std::pow(2.0, o.min_bits()) - 1.0);
+  auto scale = torch::exp(sigma * ln_min + (1 - sigma) * ln_max);
+  return torch::log2(1 + 1 / scale);
+}
+
+torch::Tensor DiffQuantizer::bits(const std::string& name) const {
+  for (const auto& slot : slots_) {
+    if (slot.name == name) return bits_of(slot).detach();
+    for (const auto& alias : slot.aliases) {
+      if (alias == name) return bits_of(slot).detach();
+    }
+  }
+  throw Error(detail::concat("no quantized parameter named '", name, "'"));
+}
+
+torch::Tensor DiffQuantizer::noise_scale(const torch::Tensor& logits) const {
+  const auto& o = options_;
+  auto sigma = torch::sigmoid(logits);
+  if (o.param() == Parametrization::kBits) {
+    auto b = o.min_bits() + sigma * (o.max_bits() - o.min_bits());
+    return 1 / (torch::pow(2.0, b) - 1);
+  }
+  const double ln_min = -std::log(std::pow(2.0, o.max_bits()) - 1.0);
+  const double ln_max = -std::log(std::pow(2.0, o.min_bits()) - 1.0);
+  return torch::exp(sigma * ln_min + (1 - sigma) * ln_max);
+}
+
+torch::Tensor DiffQuantizer::log_scale_derivative(const torch::Tensor& logits) const {
+  const auto& o = options_;
+  auto sigma = torch::sigmoid(logits);
+  auto dsigma = sigma * (1 - sigma);
+  if (o.param() == Parametrization::kBits) {
+    auto b = o.min_bits() + sigma * (o.max_bits() - o.min_bits());
+    auto two_b = torch::pow(2.0, b);
+    // s = 1/(2^b - 1): d ln s / d b = -2^b ln 2 / (2^b - 1).
+    return -two_b * std::log(2.0) / (two_b - 1) * dsigma * (o.max_bits() - o.min_bits());
+  }
+  const double ln_min = -std::log(std::pow(2.0, o.max_bits()) - 1.0);
+  const double ln_max = -std::log(std::pow(2.0, o.min_bits()) - 1.0);
+  return dsigma * (ln_min - ln_max);
+}
+
+torch::Tensor DiffQuantizer::training_data(detail::Slot& slot) {
+  const auto& w = slot.latent;
+  finite_range(w, slot.name);  // clear error on NaN / inf
+  auto minmax = torch::aminmax(w);
+  auto range = std::get<1>(minmax) - std::get<0>(minmax);
+  const int64_t groups = groups_of(slot);
+  auto scale = noise_scale(slot.own.detach()).to(w.scalar_type()) * range;
+  torch::Tensor eps;
+  auto options = w.options();
+  if (w.device().is_cpu()) {
+    if (options_.noise() == NoiseKind::kGaussian) {
+      eps = at::normal(0.0, 0.5, {groups, w.numel() / groups}, generator_, options);
+    } else {
+      eps = torch::empty({groups, w.numel() / groups}, options).uniform_(-0.5, 0.5, generator_);
+    }
+  } else {
+    eps = options_.noise() == NoiseKind::kGaussian
+              ? torch::randn({groups, w.numel() / groups}, options).mul_(0.5)
+              : torch::empty({groups, w.numel() / groups}, options).uniform_(-0.5, 0.5);
+  }
+  eps.mul_(scale.view({groups, 1}));
+  return eps.view(w.sizes()).add_(w);
+}
+
+torch::Tensor DiffQuantizer::backward(detail::Slot& slot, const torch::Tensor& grad) {
+  const auto& w = slot.latent;
+  const int64_t groups = groups_of(slot);
+  auto noise = slot.installed - w;  // R · s_g · ε, exactly what the forward added
+  auto per_group = (grad * noise).reshape({groups, -1}).sum(1);
+  // Logits: d noisy_i / d l_g = noise_i · d ln s_g / d l_g.
+  auto logit_grad = per_group * log_scale_derivative(slot.own.detach()).to(per_group.scalar_type());
+  auto& own_grad = slot.own.mutable_grad();
+  if (own_grad.defined()) {
+    own_grad.add_(logit_grad.to(own_grad.scalar_type()));
+  } else {
+    own_grad = logit_grad.to(slot.own.scalar_type()).detach();
+  }
+  // Weights: identity, plus the range path (max and min are not detached;
+  // ties share the gradient evenly, like torch's max() and min()).
+  auto full = grad.clone(torch::MemoryFormat::Contiguous);
+  auto minmax = torch::aminmax(w);
+  auto range = std::get<1>(minmax) - std::get<0>(minmax);
+  if (range.item<double>() > 0) {
+    auto d_range = per_group.sum() / range;  // Σ g_i ε_i s_g
+    auto flat_w = w.reshape(-1);
+    auto flat_g = full.view(-1);
+    auto at_max = (flat_w == std::get<1>(minmax)).nonzero().view(-1);
+    auto at_min = (flat_w == std::get<0>(minmax)).nonzero().view(-1);
+    flat_g.index_add_(0, at_max,
+                      (d_range / at_max.numel()).expand({at_max.numel()}).to(flat_g.dtype()));
+    flat_g.index_add_(0, at_min,
+                      (-d_range / at_min.numel()).expand({at_min.numel()}).to(flat_g.dtype()));
+  }
+  return full;
+}
+
+void DiffQuantizer::on_unused(detail::Slot& slot) {
+  if (options_.check_unused() && slot.own.grad().defined()) slot.own.mutable_grad().zero_();
+}
+
+torch::Tensor DiffQuantizer::true_bits(const detail::Slot& slot) const {
+  return torch::clamp(torch::round(bits_of(slot).detach() + options_.extra_bits()), 1, 15);
+}
+
+torch::Tensor DiffQuantizer::quantized_data(const detail::Slot& slot) const {
+  auto w32 = slot.tensor.detach().to(torch::kFloat32);
+  const auto range = finite_range(w32, slot.name);
+  auto tb = true_bits(slot).to(torch::kFloat32);
+  auto denom = (torch::pow(2.0, tb) - 1).view({-1, 1});
+  auto levels = uniform_levels(w32, denom, range.first, range.second);
+  auto values = uniform_values(levels, denom, range.first, range.second);
+  return values.view(slot.tensor.sizes()).to(slot.tensor.scalar_type());
+}
+
+TensorRecord DiffQuantizer::quantized_record(const detail::Slot& slot) const {
+  auto w32 = slot.tensor.detach().to(torch::kFloat32);
+  const auto range = finite_range(w32, slot.name);
+  auto tb = true_bits(slot).to(torch::kFloat32);
+  auto denom = (torch::pow(2.0, tb) - 1).view({-1, 1});
+  TensorRecord record;
+  record.encoding = Encoding::kDiffQGroups;
+  record.group_size = options_.group_size();
+  record.min_bits = static_cast<int>(options_.min_bits());
+  record.min = range.first;
+  record.max = range.second;
+  auto gb = tb.to(torch::kCPU, torch::kUInt8).contiguous();
+  record.group_bits.assign(gb.data_ptr<uint8_t>(), gb.data_ptr<uint8_t>() + gb.numel());
+  record.levels = levels_to_vector(uniform_levels(w32, denom, range.first, range.second));
+  return record;
+}
+
+torch::Tensor DiffQuantizer::model_size() const {
+  const auto& o = options_;
+  torch::Tensor total = torch::zeros({}, torch::kFloat64);
+  bool first = true;
+  for (const auto& slot : slots_) {
+    const double n = static_cast<double>(slot.tensor.numel());
+    const double g_eff = o.group_size() == 0 ? n : static_cast<double>(o.group_size());
+    auto b = bits_of(slot).to(torch::kFloat64) + o.extra_bits();
+    const double max_b = std::round(b.max().item<double>());
+    const double bits_bits = std::ceil(std::log2(1.0 + std::max(0.0, max_b - o.min_bits())));
+    auto slot_bits = g_eff * b.sum() + 64.0 + 8.0 + bits_bits * static_cast<double>(b.numel());
+    if (first) {
+      total = slot_bits.to(torch::kCPU);
+      first = false;
+    } else {
+      total = total + slot_bits.to(torch::kCPU);
+    }
+  }
+  return (total + leftover_bits()) / (8.0 * 1048576.0);
+}
+
+double DiffQuantizer::true_model_size() const {
+  const auto& o = options_;
+  double bits = leftover_bits();
+  for (const auto& slot : slots_) {
+    const double n = static_cast<double>(slot.tensor.numel());
+    const double g_eff = o.group_size() == 0 ? n : static_cast<double>(o.group_size());
+    auto tb = true_bits(slot).to(torch::kFloat64);
+    const double max_b = tb.max().item<double>();
+    const double bits_bits = std::ceil(std::log2(1.0 + std::max(0.0, max_b - o.min_bits())));
+    bits += g_eff * tb.sum().item<double>() + 72.0 + bits_bits * static_cast<double>(tb.numel());
+  }
+  return bits / (8.0 * 1048576.0);
+}
+
+double DiffQuantizer::mean_bits() const {
+  double weighted = 0, count = 0;
+  for (const auto& slot : slots_) {
+    const double n = static_cast<double>(slot.tensor.numel());
+    weighted += true_bits(slot).to(torch::kFloat64).mean().item<double>() * n;
+    count += n;
+  }
+  return count > 0 ? weighted / count : 0.0;
+}
+
+std::map<std::string, std::string> DiffQuantizer::option_map() const {
+  const auto& o = options_;
+  return {{"group_size", std::to_string(o.group_size())},
+          {"min_bits", std::to_string(o.min_bits())},
+          {"max_bits", std::to_string(o.max_bits())},
+          {"init_bits", std::to_string(o.init_bits())},
+          {"extra_bits", std::to_string(o.extra_bits())},
+          {"param", o.param() == Parametrization::kBits ? "bits" : "noise"},
+          {"noise", o.noise() == NoiseKind::kGaussian ? "gaussian" : "uniform"},
+          {"min_size", std::to_string(o.discovery().min_size())},
+          {"float16", o.discovery().float16() ? "true" : "false"},
+          {"detect_bound", o.discovery().detect_bound() ? "true" : "false"}};
+}
+
+}  // namespace diffq

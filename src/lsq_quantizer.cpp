@@ -1,0 +1,113 @@
+// LSQ: learned step size quantization.
+#include "diffq/lsq_quantizer.h"
+
+#include <cmath>
+
+#include <torch/torch.h>
+
+#include "diffq/error.h"
+#include "tensor_convert.h"
+
+namespace diffq {
+
+namespace {
+double positive_levels(double bits) { return std::pow(2.0, bits - 1) - 1; }
+double negative_levels(double bits) { return std::pow(2.0, bits - 1); }
+}  // namespace
+
+LSQQuantizer::LSQQuantizer(const ModelRef& model, LSQOptions options)
+    : Quantizer(model, options.discovery(), "lsq"), options_(std::move(options)) {
+  const double b = options_.bits();
+  DIFFQ_CHECK(std::isfinite(b) && std::floor(b) == b && b >= 2 && b <= 16,
+              "LSQ needs a whole number of bits in 2..16, got ", b);
+  const double qp = positive_levels(b);
+  torch::NoGradGuard no_grad;
+  for (auto& slot : slots_) {
+    finite_range(slot.tensor, slot.name);
+    double init = 2.0 * slot.tensor.detach().abs().mean().item<double>() / std::sqrt(qp);
+    if (!(init > 0)) init = 1e-8;  // all-zero tensor: any positive step represents it
+    slot.own = torch::full({}, init,
+                           torch::TensorOptions().dtype(torch::kFloat32).device(slot.tensor.device()))
+                   .requires_grad_(true);
+  }
+  install_hooks();
+}
+
+float LSQQuantizer::step_of(const detail::Slot& slot) const {
+  const float step = slot.own.detach().item<float>();
+  DIFFQ_CHECK(std::isfinite(step) && step > 0, "LSQ step of '", slot.name,
+              "' is not a positive number (", step, "); lower the learning rate");
+  return step;
+}
+
+torch::Tensor LSQQuantizer::signed_levels(const torch::Tensor& w32, float step) const {
+  const double qn = negative_levels(options_.bits());
+  const double qp = positive_levels(options_.bits());
+  return torch::clamp(torch::round(w32 / step), -qn, qp);
+}
+
+torch::Tensor LSQQuantizer::training_data(detail::Slot& slot) {
+  return quantized_data(slot);
+}
+
+torch::Tensor LSQQuantizer::backward(detail::Slot& slot, const torch::Tensor& grad) {
+  const double qn = negative_levels(options_.bits());
+  const double qp = positive_levels(options_.bits());
+  const float step = step_of(slot);
+  auto v = slot.latent.to(grad.scalar_type()) / step;
+  auto below = v <= -qn;
+  auto above = v >= qp;
+  auto inside = torch::logical_not(torch::logical_or(below, above));
+  // d w_q / d s: round(v) - v inside, -Q_N below, Q_P above.
+  auto dstep = torch::where(inside, torch::round(v) - v,
+                            torch::where(below, torch::full({}, -qn, v.options()),
+                                         torch::full({}, qp, v.options())));
+  const double scale = 1.0 / std::sqrt(static_cast<double>(slot.latent.numel()) * qp);
+  auto step_grad = ((grad * dstep).sum() * scale).to(slot.own.scalar_type());
+  auto& own_grad = slot.own.mutable_grad();
+  if (own_grad.defined()) {
+    own_grad.add_(step_grad);
+  } else {
+    own_grad = step_grad.detach().clone();
+  }
+  return grad * inside.to(grad.scalar_type());
+}
+
+torch::Tensor LSQQuantizer::quantized_data(const detail::Slot& slot) const {
+  auto w32 = slot.tensor.detach().to(torch::kFloat32);
+  finite_range(w32, slot.name);
+  const float step = step_of(slot);
+  return signed_levels(w32, step).mul(step).view(slot.tensor.sizes()).to(slot.tensor.scalar_type());
+}
+
+TensorRecord LSQQuantizer::quantized_record(const detail::Slot& slot) const {
+  auto w32 = slot.tensor.detach().to(torch::kFloat32);
+  finite_range(w32, slot.name);
+  const float step = step_of(slot);
+  TensorRecord record;
+  record.encoding = Encoding::kLSQ;
+  record.bits = static_cast<int>(options_.bits());
+  record.step = step;
+  record.levels = levels_to_vector(signed_levels(w32, step) + negative_levels(options_.bits()));
+  return record;
+}
+
+double LSQQuantizer::true_model_size() const {
+  double bits = leftover_bits();
+  for (const auto& slot : slots_) {
+    bits += options_.bits() * static_cast<double>(slot.tensor.numel()) + 32.0;
+  }
+  return bits / (8.0 * 1048576.0);
+}
+
+torch::Tensor LSQQuantizer::model_size() const {
+  return torch::full({}, true_model_size(), torch::kFloat64);
+}
+
+std::map<std::string, std::string> LSQQuantizer::option_map() const {
+  return {{"bits", std::to_string(static_cast<int>(options_.bits()))},
+          {"min_size", std::to_string(options_.discovery().min_size())},
+          {"float16", options_.discovery().float16() ? "true" : "false"}};
+}
+
+}  // namespace diffq

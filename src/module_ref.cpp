@@ -1,0 +1,28 @@
+// Parameter enumeration for C++ frontend and TorchScript modules.
+#include "diffq/model_ref.h"
+
+#include <torch/script.h>
+
+#include "diffq/error.h"
+
+namespace diffq {
+
+std::vector<NamedParameter> ModelRef::parameters() const {
+  std::vector<NamedParameter> out;
+  if (nn_ != nullptr) {
+    // named_parameters(recurse) visits the module itself, then its children
+    // depth first, each module's own parameters in registration order, and
+    // does not remove duplicates.
+    for (const auto& item : nn_->named_parameters(/*recurse=*/true)) {
+      out.push_back({item.key(), item.value()});
+    }
+  } else {
+    DIFFQ_CHECK(jit_ != nullptr, "ModelRef refers to no module");
+    for (const auto& item : jit_->named_parameters(/*recurse=*/true)) {
+      out.push_back({item.name, item.value});
+    }
+  }
+  return out;
+}
+
+}  // namespace diffq

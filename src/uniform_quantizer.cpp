@@ -1,0 +1,73 @@
+// Uniform quantization, post-training or with a straight-through estimator.
+#include "diffq/uniform_quantizer.h"
+
+#include <cmath>
+
+#include <torch/torch.h>
+
+#include "diffq/error.h"
+#include "tensor_convert.h"
+
+namespace diffq {
+
+UniformQuantizer::UniformQuantizer(const ModelRef& model, UniformOptions options)
+    : Quantizer(model, options.discovery(), "uniform"), options_(std::move(options)) {
+  const double b = options_.bits();
+  DIFFQ_CHECK(std::isfinite(b) && std::floor(b) == b && b >= 1 && b <= 16,
+              "uniform quantization needs a whole number of bits in 1..16, got ", b,
+              " (fractional bit-widths cannot be stored)");
+  install_hooks();
+}
+
+torch::Tensor UniformQuantizer::training_data(detail::Slot& slot) {
+  if (!options_.qat()) return torch::Tensor();
+  return quantized_data(slot);
+}
+
+torch::Tensor UniformQuantizer::backward(detail::Slot& /*slot*/, const torch::Tensor& grad) {
+  return grad;  // straight-through estimator: identity (the range spans every weight)
+}
+
+torch::Tensor UniformQuantizer::quantized_data(const detail::Slot& slot) const {
+  auto w32 = slot.tensor.detach().to(torch::kFloat32);
+  const auto range = finite_range(w32, slot.name);
+  auto denom = torch::full({1, 1}, std::pow(2.0, options_.bits()) - 1, w32.options());
+  auto levels = uniform_levels(w32, denom, range.first, range.second);
+  return uniform_values(levels, denom, range.first, range.second)
+      .view(slot.tensor.sizes())
+      .to(slot.tensor.scalar_type());
+}
+
+TensorRecord UniformQuantizer::quantized_record(const detail::Slot& slot) const {
+  auto w32 = slot.tensor.detach().to(torch::kFloat32);
+  const auto range = finite_range(w32, slot.name);
+  auto denom = torch::full({1, 1}, std::pow(2.0, options_.bits()) - 1, w32.options());
+  TensorRecord record;
+  record.encoding = Encoding::kUniform;
+  record.bits = static_cast<int>(options_.bits());
+  record.min = range.first;
+  record.max = range.second;
+  record.levels = levels_to_vector(uniform_levels(w32, denom, range.first, range.second));
+  return record;
+}
+
+double UniformQuantizer::true_model_size() const {
+  double bits = leftover_bits();
+  for (const auto& slot : slots_) {
+    bits += options_.bits() * static_cast<double>(slot.tensor.numel()) + 64.0;
+  }
+  return bits / (8.0 * 1048576.0);
+}
+
+torch::Tensor UniformQuantizer::model_size() const {
+  return torch::full({}, true_model_size(), torch::kFloat64);
+}
+
+std::map<std::string, std::string> UniformQuantizer::option_map() const {
+  return {{"bits", std::to_string(static_cast<int>(options_.bits()))},
+          {"qat", options_.qat() ? "true" : "false"},
+          {"min_size", std::to_string(options_.discovery().min_size())},
+          {"float16", options_.discovery().float16() ? "true" : "false"}};
+}
+
+}  // namespace diffq

@@ -1,0 +1,39 @@
+#pragma once
+// Builders of random quantized states for the format tests, and a bit-exact
+// comparison of states.
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "diffq/quantized_state.h"
+
+namespace diffq_test {
+
+/// Float32 record with random values (including negative zero).
+diffq::TensorRecord float32_record(const std::string& name, std::vector<int64_t> shape,
+                                   std::mt19937& rng);
+/// Float16 record with random bit patterns.
+diffq::TensorRecord float16_record(const std::string& name, std::vector<int64_t> shape,
+                                   std::mt19937& rng);
+/// Uniform record with random levels on `bits`.
+diffq::TensorRecord uniform_record(const std::string& name, std::vector<int64_t> shape, int bits,
+                                   std::mt19937& rng);
+/// LSQ record with random levels on `bits`.
+diffq::TensorRecord lsq_record(const std::string& name, std::vector<int64_t> shape, int bits,
+                               std::mt19937& rng);
+/// DiffQ record whose group widths are drawn from `widths`.
+diffq::TensorRecord diffq_record(const std::string& name, std::vector<int64_t> shape,
+                                 int64_t group_size, const std::vector<int>& widths,
+                                 std::mt19937& rng);
+/// Product-quantized record of `blocks` subvectors of `block_size`, K centroids.
+diffq::TensorRecord pq_record(const std::string& name, int64_t blocks, int64_t block_size,
+                              int64_t num_centroids, std::mt19937& rng);
+
+/// A small state with one record of every encoding, tied aliases and options.
+diffq::QuantizedState mixed_state(uint32_t seed);
+
+/// Asserts (gtest) that two states are identical, floats bit for bit.
+void expect_identical(const diffq::QuantizedState& a, const diffq::QuantizedState& b);
+
+}  // namespace diffq_test

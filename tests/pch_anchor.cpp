@@ -1,0 +1,1 @@
+// Owns the precompiled torch header reused by the test executables.

@@ -1,0 +1,96 @@
+// Model sizes against the reference figures of spec section 5.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "diffq/diffq.h"
+#include "test_util.h"
+
+using namespace diffq;
+
+namespace {
+
+double diffq_linear_size(int64_t group_size, bool estimate) {
+  torch::nn::Linear layer(1024, 512);
+  DiffQuantizer q(layer, DiffQOptions().group_size(group_size));
+  return estimate ? q.model_size().item<double>() : q.true_model_size();
+}
+
+}  // namespace
+
+TEST(Sizes, LinearReferenceFiguresTrueSize) {
+  EXPECT_NEAR(diffq_linear_size(0, false), 0.501962066, 1e-9);
+  EXPECT_NEAR(diffq_linear_size(1, false), 0.689461708, 1e-9);
+  EXPECT_NEAR(diffq_linear_size(8, false), 0.525399208, 1e-9);
+  EXPECT_NEAR(diffq_linear_size(16, false), 0.513680458, 1e-9);
+}
+
+TEST(Sizes, EstimateEqualsTrueSizeAtInitialisation) {
+  // The estimate is computed from float32 logits: equal up to their rounding.
+  for (int64_t g : {0, 1, 8, 16}) {
+    EXPECT_NEAR(diffq_linear_size(g, true), diffq_linear_size(g, false), 2e-7) << "group " << g;
+  }
+}
+
+TEST(Sizes, CnnReferenceFigures) {
+  diffq_test::SpecCnn cnn;
+  {
+    DiffQuantizer q(cnn, DiffQOptions().group_size(8));
+    EXPECT_NEAR(q.true_model_size(), 0.832178116, 1e-9);
+    EXPECT_NEAR(q.float_model_size(), 3.145057678, 1e-9);
+  }
+  {
+    UniformQuantizer q(cnn, UniformOptions().bits(4));
+    EXPECT_NEAR(q.true_model_size(), 0.403862000, 1e-9);
+  }
+  {
+    LSQQuantizer q(cnn, LSQOptions().bits(4));
+    EXPECT_NEAR(q.true_model_size(), 0.403854370, 1e-9);
+  }
+}
+
+TEST(Sizes, StateTrueBitsMatchesQuantizer) {
+  diffq_test::SpecCnn cnn;
+  {
+    DiffQuantizer q(cnn, DiffQOptions().group_size(8));
+    EXPECT_NEAR(q.get_quantized_state().true_mib(), q.true_model_size(), 1e-12);
+  }
+  {
+    UniformQuantizer q(cnn, UniformOptions().bits(3));
+    EXPECT_NEAR(q.get_quantized_state().true_mib(), q.true_model_size(), 1e-12);
+  }
+  {
+    LSQQuantizer q(cnn, LSQOptions().bits(5));
+    EXPECT_NEAR(q.get_quantized_state().true_mib(), q.true_model_size(), 1e-12);
+  }
+}
+
+TEST(Sizes, MinSizeThresholdAndFloat16Leftovers) {
+  // floor(0.01 * 2^20 / 4) = 2621: a tensor of 2621 elements stays float,
+  // one of 2622 is quantized.
+  torch::nn::Linear small(torch::nn::LinearOptions(2621, 1).bias(false));
+  torch::nn::Linear large(torch::nn::LinearOptions(2622, 1).bias(false));
+  {
+    UniformQuantizer q(small, UniformOptions().bits(4));
+    EXPECT_EQ(q.quantized_names().size(), 0u);
+    EXPECT_NEAR(q.true_model_size() * 8 * 1048576, 32.0 * 2621, 1e-6);
+  }
+  {
+    UniformQuantizer q(large, UniformOptions().bits(4));
+    EXPECT_EQ(q.quantized_names().size(), 1u);
+    EXPECT_NEAR(q.true_model_size() * 8 * 1048576, 4.0 * 2622 + 64, 1e-6);
+  }
+  {
+    UniformQuantizer q(small, UniformOptions().bits(4).discovery(DiscoveryOptions().float16(true)));
+    EXPECT_NEAR(q.true_model_size() * 8 * 1048576, 16.0 * 2621, 1e-6);
+  }
+}
+
+TEST(Sizes, ExcludeGlobsMatchFullAndBareNames) {
+  torch::nn::Sequential seq(torch::nn::Linear(64, 64), torch::nn::Linear(64, 64),
+                            torch::nn::Linear(64, 64));
+  DiscoveryOptions d;
+  d.min_size(0).exclude({"bias", "[02].*"});
+  UniformQuantizer q(seq, UniformOptions().bits(4).discovery(d));
+  EXPECT_EQ(q.quantized_names(), std::vector<std::string>({"1.weight"}));
+  EXPECT_EQ(q.float_names().size(), 5u);
+}

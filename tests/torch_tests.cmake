@@ -1,0 +1,7 @@
+# Test executables that need torch.
+diffq_add_test(test_sizes test_sizes.cpp)
+diffq_add_test(test_gradients test_gradients.cpp)
+diffq_add_test(test_behaviour test_behaviour.cpp)
+diffq_add_test(test_errors test_errors.cpp)
+diffq_add_test(test_learning test_learning.cpp)
+diffq_add_test(test_torchscript test_torchscript.cpp)
