@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "diffq/error.h"
+#include "noise/noise_kernels.h"
 #include "tensor_convert.h"
 
 namespace diffq {
@@ -55,7 +56,6 @@ DiffQuantizer::DiffQuantizer(const ModelRef& model, DiffQOptions options)
   }
   // Undetected ties share the first occurrence's logits? No: each has its
   // own (the reference's behaviour); the occurrences drive the noise in turn.
-  generator_ = at::detail::createCPUGenerator(o.seed());
   install_hooks();
 }
 
@@ -112,58 +112,125 @@ torch::Tensor DiffQuantizer::log_scale_derivative(const torch::Tensor& logits) c
   return dsigma * (ln_min - ln_max);
 }
 
-torch::Tensor DiffQuantizer::training_data(detail::Slot& slot) {
-  const auto& w = slot.latent;
-  finite_range(w, slot.name);  // clear error on NaN / inf
-  auto minmax = torch::aminmax(w);
-  auto range = std::get<1>(minmax) - std::get<0>(minmax);
-  const int64_t groups = groups_of(slot);
-  auto scale = noise_scale(slot.own.detach()).to(w.scalar_type()) * range;
-  torch::Tensor eps;
-  auto options = w.options();
-  if (w.device().is_cpu()) {
-    if (options_.noise() == NoiseKind::kGaussian) {
-      eps = at::normal(0.0, 0.5, {groups, w.numel() / groups}, generator_, options);
-    } else {
-      eps = torch::empty({groups, w.numel() / groups}, options).uniform_(-0.5, 0.5, generator_);
-    }
-  } else {
-    eps = options_.noise() == NoiseKind::kGaussian
-              ? torch::randn({groups, w.numel() / groups}, options).mul_(0.5)
-              : torch::empty({groups, w.numel() / groups}, options).uniform_(-0.5, 0.5);
+namespace {
+
+// Indices of the elements equal to `low` or to `high` (one pass).
+template <typename T>
+void find_extremes(const T* w, int64_t n, T low, T high, std::vector<int64_t>& at_low,
+                   std::vector<int64_t>& at_high) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (w[i] == low) at_low.push_back(i);
+    if (w[i] == high) at_high.push_back(i);
   }
+}
+
+noise::Kind kind_of(NoiseKind kind) {
+  return kind == NoiseKind::kGaussian ? noise::Kind::kGaussian : noise::Kind::kUniform;
+}
+
+}  // namespace
+
+size_t DiffQuantizer::index_of(const detail::Slot& slot) const {
+  return static_cast<size_t>(&slot - slots_.data());
+}
+
+bool DiffQuantizer::fused(const torch::Tensor& w) const {
+  return w.device().is_cpu() &&
+         (w.scalar_type() == torch::kFloat32 || w.scalar_type() == torch::kFloat64);
+}
+
+torch::Tensor DiffQuantizer::training_data(detail::Slot& slot) {
+  const size_t index = index_of(slot);
+  if (noise_.size() != slots_.size()) noise_.resize(slots_.size());
+  auto& state = noise_[index];
+  const auto w = slot.latent.contiguous();
+  auto minmax = torch::aminmax(w);
+  state.low = std::get<0>(minmax).item<double>();
+  state.high = std::get<1>(minmax).item<double>();
+  DIFFQ_CHECK(std::isfinite(state.low) && std::isfinite(state.high), "parameter '", slot.name,
+              "' contains NaN or infinite values; it cannot be quantized");
+  auto range = std::get<1>(minmax) - std::get<0>(minmax);
+  state.range = range.item<double>();
+  const int64_t groups = groups_of(slot);
+  // Δ_g = R · s_g, in the weight's dtype.
+  auto scale = (noise_scale(slot.own.detach()).to(w.scalar_type()) * range).contiguous();
+  if (fused(w)) {
+    state.key = noise::mix_key(options_.seed(), static_cast<uint64_t>(steps()), index);
+    auto out = torch::empty_like(w, torch::MemoryFormat::Contiguous);
+    const int64_t gs = options_.group_size() == 0 ? 0 : options_.group_size();
+    if (w.scalar_type() == torch::kFloat32) {
+      noise::add_noise<float>(w.data_ptr<float>(), out.data_ptr<float>(), w.numel(), gs,
+                              scale.data_ptr<float>(), state.key, kind_of(options_.noise()));
+    } else {
+      noise::add_noise<double>(w.data_ptr<double>(), out.data_ptr<double>(), w.numel(), gs,
+                               scale.data_ptr<double>(), state.key, kind_of(options_.noise()));
+    }
+    return out;
+  }
+  // Other devices and dtypes: torch's generator; the backward recovers the
+  // noise as (noisy - latent).
+  auto options = w.options();
+  torch::Tensor eps =
+      options_.noise() == NoiseKind::kGaussian
+          ? torch::randn({groups, w.numel() / groups}, options).mul_(0.5)
+          : torch::empty({groups, w.numel() / groups}, options).uniform_(-0.5, 0.5);
   eps.mul_(scale.view({groups, 1}));
   return eps.view(w.sizes()).add_(w);
 }
 
 torch::Tensor DiffQuantizer::backward(detail::Slot& slot, const torch::Tensor& grad) {
-  const auto& w = slot.latent;
+  const auto& state = noise_[index_of(slot)];
+  const auto w = slot.latent.contiguous();
   const int64_t groups = groups_of(slot);
-  auto noise = slot.installed - w;  // R · s_g · ε, exactly what the forward added
-  auto per_group = (grad * noise).reshape({groups, -1}).sum(1);
-  // Logits: d noisy_i / d l_g = noise_i · d ln s_g / d l_g.
-  auto logit_grad = per_group * log_scale_derivative(slot.own.detach()).to(per_group.scalar_type());
+  auto g = grad.contiguous();
+  // per_group[g] = Σ_i grad_i ε_i over the group (the noise is R s_g ε_i).
+  torch::Tensor per_group;
+  auto s = noise_scale(slot.own.detach()).to(torch::kFloat64).to(torch::kCPU);
+  if (fused(w)) {
+    per_group = torch::empty({groups}, torch::kFloat64);
+    const int64_t gs = options_.group_size() == 0 ? 0 : options_.group_size();
+    if (g.scalar_type() == torch::kFloat32) {
+      noise::correlate_noise<float>(g.data_ptr<float>(), g.numel(), gs, state.key,
+                                    kind_of(options_.noise()), per_group.data_ptr<double>());
+    } else {
+      noise::correlate_noise<double>(g.data_ptr<double>(), g.numel(), gs, state.key,
+                                     kind_of(options_.noise()), per_group.data_ptr<double>());
+    }
+  } else {
+    auto noise = slot.installed - w;
+    auto sums = (g * noise).reshape({groups, -1}).sum(1).to(torch::kFloat64).to(torch::kCPU);
+    per_group = state.range > 0 ? sums / (s * state.range) : torch::zeros_like(sums);
+  }
+  // Logits: d noisy_i / d l_g = R s_g ε_i · d ln s_g / d l_g.
+  auto dlog = log_scale_derivative(slot.own.detach().to(torch::kFloat64).to(torch::kCPU));
+  auto logit_grad = (per_group * s * state.range * dlog).to(slot.own.device(), slot.own.scalar_type());
   auto& own_grad = slot.own.mutable_grad();
   if (own_grad.defined()) {
-    own_grad.add_(logit_grad.to(own_grad.scalar_type()));
+    own_grad.add_(logit_grad);
   } else {
-    own_grad = logit_grad.to(slot.own.scalar_type()).detach();
+    own_grad = logit_grad.detach();
   }
   // Weights: identity, plus the range path (max and min are not detached;
   // ties share the gradient evenly, like torch's max() and min()).
-  auto full = grad.clone(torch::MemoryFormat::Contiguous);
-  auto minmax = torch::aminmax(w);
-  auto range = std::get<1>(minmax) - std::get<0>(minmax);
-  if (range.item<double>() > 0) {
-    auto d_range = per_group.sum() / range;  // Σ g_i ε_i s_g
-    auto flat_w = w.reshape(-1);
+  auto full = g.clone(torch::MemoryFormat::Contiguous);
+  if (state.range > 0) {
+    const double d_range = (per_group * s).sum().item<double>();  // Σ_i g_i ε_i s_g
+    std::vector<int64_t> at_low, at_high;
+    if (w.device().is_cpu() && w.scalar_type() == torch::kFloat32) {
+      find_extremes<float>(w.data_ptr<float>(), w.numel(), static_cast<float>(state.low),
+                           static_cast<float>(state.high), at_low, at_high);
+    } else if (w.device().is_cpu() && w.scalar_type() == torch::kFloat64) {
+      find_extremes<double>(w.data_ptr<double>(), w.numel(), state.low, state.high, at_low, at_high);
+    } else {
+      auto flat = w.reshape(-1);
+      auto lo = (flat == state.low).nonzero().view(-1).to(torch::kCPU);
+      auto hi = (flat == state.high).nonzero().view(-1).to(torch::kCPU);
+      at_low.assign(lo.data_ptr<int64_t>(), lo.data_ptr<int64_t>() + lo.numel());
+      at_high.assign(hi.data_ptr<int64_t>(), hi.data_ptr<int64_t>() + hi.numel());
+    }
     auto flat_g = full.view(-1);
-    auto at_max = (flat_w == std::get<1>(minmax)).nonzero().view(-1);
-    auto at_min = (flat_w == std::get<0>(minmax)).nonzero().view(-1);
-    flat_g.index_add_(0, at_max,
-                      (d_range / at_max.numel()).expand({at_max.numel()}).to(flat_g.dtype()));
-    flat_g.index_add_(0, at_min,
-                      (-d_range / at_min.numel()).expand({at_min.numel()}).to(flat_g.dtype()));
+    for (int64_t i : at_high) flat_g[i] += d_range / static_cast<double>(at_high.size());
+    for (int64_t i : at_low) flat_g[i] -= d_range / static_cast<double>(at_low.size());
   }
   return full;
 }

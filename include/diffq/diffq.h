@@ -6,6 +6,7 @@
 #include "diffq/error.h"
 #include "diffq/lsq_quantizer.h"
 #include "diffq/model_ref.h"
+#include "diffq/quant_noise.h"
 #include "diffq/quantized_state.h"
 #include "diffq/quantizer.h"
 #include "diffq/restore.h"

@@ -92,8 +92,16 @@ class DiffQuantizer : public Quantizer {
   torch::Tensor log_scale_derivative(const torch::Tensor& logits) const;
   /// Rounded bits per group, extra bits included, clamped to 1..15.
   torch::Tensor true_bits(const detail::Slot& slot) const;
+  size_t index_of(const detail::Slot& slot) const;
+  /// True when the fused CPU noise kernels handle this tensor.
+  bool fused(const torch::Tensor& w) const;
+  /// Per slot: the current step's noise key and the latent weight's range.
+  struct NoiseState {
+    uint64_t key = 0;
+    double low = 0, high = 0, range = 0;
+  };
   DiffQOptions options_;
-  torch::Generator generator_;
+  std::vector<NoiseState> noise_;
 };
 
 }  // namespace diffq

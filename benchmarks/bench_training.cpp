@@ -1,0 +1,202 @@
+// Training-step time and peak memory with and without a quantizer.
+//
+// Each configuration runs in a fresh process (this program re-executes
+// itself with --child), so that peak memory (VmHWM) is measured per
+// configuration. Ratios are taken within one run of this program.
+//
+//   bench_training [--json FILE] [--steps N] [--threads T] [--rounds R]
+#include <diffq/diffq.h>
+#include <sys/wait.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct SpecCnnImpl : torch::nn::Module {
+  torch::nn::Conv2d conv1{register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 32, 3).padding(1)))};
+  torch::nn::Conv2d conv2{register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(32, 64, 3).padding(1)))};
+  torch::nn::Linear fc1{register_module("fc1", torch::nn::Linear(3136, 256))};
+  torch::nn::Linear fc2{register_module("fc2", torch::nn::Linear(256, 10))};
+  torch::Tensor forward(torch::Tensor x) {
+    x = torch::max_pool2d(torch::relu(conv1(x)), 2);
+    x = torch::max_pool2d(torch::relu(conv2(x)), 2);
+    return fc2(torch::relu(fc1(x.flatten(1))));
+  }
+};
+TORCH_MODULE(SpecCnn);
+
+long peak_rss_kib() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+long current_rss_kib() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+// Runs one configuration and prints one JSON line.
+int child(const std::string& model_name, const std::string& method, int steps, int threads) {
+  torch::set_num_threads(threads);
+  torch::manual_seed(0);
+  std::shared_ptr<torch::nn::Module> model;
+  torch::Tensor x, y;
+  std::function<torch::Tensor(const torch::Tensor&)> forward;
+  if (model_name == "mlp16") {
+    torch::nn::Sequential seq;
+    for (int i = 0; i < 16; ++i) {
+      seq->push_back(torch::nn::Linear(1024, 1024));
+      if (i < 15) seq->push_back(torch::nn::ReLU());
+    }
+    model = seq.ptr();
+    x = torch::randn({256, 1024});
+    y = torch::randn({256, 1024});
+    forward = [seq](const torch::Tensor& in) mutable { return seq->forward(in); };
+  } else {
+    SpecCnn cnn;
+    model = cnn.ptr();
+    x = torch::randn({128, 1, 28, 28});
+    y = torch::randint(10, {128});
+    forward = [cnn](const torch::Tensor& in) mutable { return cnn->forward(in); };
+  }
+  auto loss_of = [&](const torch::Tensor& out) {
+    return model_name == "mlp16" ? torch::mse_loss(out, y) : torch::cross_entropy_loss(out, y);
+  };
+  const long rss_model = current_rss_kib();
+  torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(1e-3));
+  std::unique_ptr<diffq::Quantizer> quantizer;
+  if (method == "diffq") {
+    quantizer = std::make_unique<diffq::DiffQuantizer>(*model, diffq::DiffQOptions().group_size(16));
+  } else if (method == "qat") {
+    quantizer = std::make_unique<diffq::UniformQuantizer>(*model, diffq::UniformOptions().bits(4).qat(true));
+  } else if (method == "lsq") {
+    quantizer = std::make_unique<diffq::LSQQuantizer>(*model, diffq::LSQOptions().bits(4));
+  }
+  if (quantizer) quantizer->add_to_optimizer(optimizer, 1e-3);
+  std::vector<double> times;
+  for (int i = 0; i < steps + 2; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    optimizer.zero_grad();
+    if (quantizer) {
+      auto step = quantizer->training_step();
+      auto loss = loss_of(forward(x)) + 1.0 * quantizer->model_size();
+      loss.backward();
+      step.finish();
+    } else {
+      loss_of(forward(x)).backward();
+    }
+    optimizer.step();
+    const auto t1 = std::chrono::steady_clock::now();
+    if (i >= 2) times.push_back(std::chrono::duration<double>(t1 - t0).count());
+  }
+  std::sort(times.begin(), times.end());
+  nlohmann::json out = {{"model", model_name},          {"method", method},
+                        {"median_step_s", times[times.size() / 2]},
+                        {"min_step_s", times.front()},   {"peak_rss_kib", peak_rss_kib()},
+                        {"rss_after_model_kib", rss_model}};
+  std::cout << out.dump() << std::endl;
+  return 0;
+}
+
+nlohmann::json run_child(const std::string& self, const std::string& model, const std::string& method,
+                         int steps, int threads) {
+  // OpenBLAS keeps its own thread pool: give it the same thread count.
+  const std::string command = "OPENBLAS_NUM_THREADS=" + std::to_string(threads) + " '" + self +
+                              "' --child " + model + " " + method + " " +
+                              std::to_string(steps) + " " + std::to_string(threads);
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) throw std::runtime_error("cannot start child");
+  std::string text;
+  char buffer[4096];
+  while (fgets(buffer, sizeof buffer, pipe)) text += buffer;
+  if (pclose(pipe) != 0) throw std::runtime_error("child failed: " + command);
+  return nlohmann::json::parse(text);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (!args.empty() && args[0] == "--child") {
+    return child(args.at(1), args.at(2), std::stoi(args.at(3)), std::stoi(args.at(4)));
+  }
+  std::string json_path = "bench_training.json";
+  int steps = 10, threads = 1, rounds = 3;
+  for (size_t i = 0; i + 1 < args.size(); i += 2) {
+    if (args[i] == "--json") json_path = args[i + 1];
+    else if (args[i] == "--steps") steps = std::stoi(args[i + 1]);
+    else if (args[i] == "--threads") threads = std::stoi(args[i + 1]);
+    else if (args[i] == "--rounds") rounds = std::stoi(args[i + 1]);
+    else {
+      std::cerr << "usage: bench_training [--json FILE] [--steps N] [--threads T] [--rounds R]\n";
+      return 2;
+    }
+  }
+  char self[4096];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return 1;
+  self[n] = 0;
+  nlohmann::json report = {{"threads", threads}, {"steps", steps}, {"rounds", rounds},
+                            {"rows", nlohmann::json::array()}};
+  std::printf("%-6s %-6s %12s %9s %14s %9s %22s\n", "model", "method", "step (ms)", "ratio",
+              "peak RSS (MiB)", "ratio", "ratio above base RSS");
+  const std::vector<std::string> methods = {"none", "diffq", "qat", "lsq"};
+  for (const std::string model : {"mlp16", "cnn"}) {
+    // Several rounds, configurations interleaved; each keeps its fastest
+    // round (the least disturbed by other load on the machine).
+    std::map<std::string, nlohmann::json> best;
+    for (int round = 0; round < rounds; ++round) {
+      for (const auto& method : methods) {
+        auto row = run_child(self, model, method, steps, threads);
+        if (!best.count(method) ||
+            row["median_step_s"].get<double>() < best[method]["median_step_s"].get<double>()) {
+          best[method] = row;
+        }
+      }
+    }
+    nlohmann::json base;
+    for (const auto& method : methods) {
+      auto row = best[method];
+      if (method == "none") base = row;
+      const double ratio = row["median_step_s"].get<double>() / base["median_step_s"].get<double>();
+      const double mem_ratio = row["peak_rss_kib"].get<double>() / base["peak_rss_kib"].get<double>();
+      // Above the process's RSS once the model exists (libtorch's code and
+      // the float model): what training itself allocates.
+      const double b0 = base["rss_after_model_kib"].get<double>();
+      const double mem_ratio_above = (row["peak_rss_kib"].get<double>() - b0) /
+                                     (base["peak_rss_kib"].get<double>() - b0);
+      row["step_ratio"] = ratio;
+      row["peak_rss_ratio"] = mem_ratio;
+      row["peak_rss_ratio_above_model"] = mem_ratio_above;
+      report["rows"].push_back(row);
+      std::printf("%-6s %-6s %12.1f %8.2fx %14.1f %8.3fx %21.3fx\n", model.c_str(), method.c_str(),
+                  row["median_step_s"].get<double>() * 1e3, ratio,
+                  row["peak_rss_kib"].get<double>() / 1024, mem_ratio, mem_ratio_above);
+      std::fflush(stdout);
+    }
+  }
+  std::ofstream(json_path) << report.dump(2) << "\n";
+  std::printf("written %s\n", json_path.c_str());
+  return 0;
+}

@@ -1,0 +1,57 @@
+#pragma once
+/// \file models.h
+/// The models of the `diffq` tool's experiments. None has buffers (no batch
+/// norm running statistics: normalisation is GroupNorm / LayerNorm), so a
+/// model file holding the parameters restores the model completely.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/nn/module.h>
+#include <torch/types.h>
+
+namespace diffq {
+namespace models {
+
+/// A model of the experiments: images [N,1,28,28] -> logits [N,10], or
+/// tokens [N,T] (int64) -> logits [N,T,V].
+struct Model : torch::nn::Module {
+  /// Forward pass.
+  virtual torch::Tensor forward(torch::Tensor x) = 0;
+};
+
+/// What a model is built from. Everything here is recorded in the model file
+/// (options prefixed `arch.`), so `diffq eval` rebuilds the architecture.
+struct ModelConfig {
+  /// "fashion-mnist" or "kjv-lm".
+  std::string task = "fashion-mnist";
+  /// Model name (see `model_names`).
+  std::string name = "cnn";
+  /// Language models: vocabulary size.
+  int64_t vocab = 0;
+  /// Language models: context length (tokens).
+  int64_t context = 32;
+  /// Language models: embedding / model width.
+  int64_t dim = 128;
+  /// Language models: number of layers.
+  int64_t layers = 2;
+  /// Width multiplier of the vision models (1 = the documented sizes).
+  double width = 1.0;
+};
+
+/// The model names of a task.
+std::vector<std::string> model_names(const std::string& task);
+/// A one-line description of a model.
+std::string describe_model(const std::string& task, const std::string& name);
+/// The tasks.
+std::vector<std::string> task_names();
+/// Builds a model (initialised from torch's global generator). Throws
+/// `diffq::Error` for an unknown task or model.
+std::shared_ptr<Model> make_model(const ModelConfig& config);
+/// Number of parameter elements (tied tensors counted once).
+int64_t count_parameters(torch::nn::Module& model);
+
+}  // namespace models
+}  // namespace diffq

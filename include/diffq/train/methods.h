@@ -1,0 +1,83 @@
+#pragma once
+/// \file methods.h
+/// The registry of compression methods used by the `diffq` tool and the
+/// trainer. Adding a method is one entry in tools/methods.cpp: a name, a
+/// summary, the options it reads, and a factory building its quantizer.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "diffq/model_ref.h"
+#include "diffq/quantizer.h"
+
+namespace diffq {
+namespace train {
+
+/// Options of every method (each method reads the ones it lists).
+struct MethodOptions {
+  /// ptq / qat / lsq: bit-width.
+  int bits = 4;
+  /// diffq: λ, the penalty on the model size in MiB.
+  double penalty = 5.0;
+  /// diffq: weights sharing one bit-width (0 = one per tensor).
+  int64_t group_size = 16;
+  /// Learning rate of the quantizer's own parameters (DiffQ bits' logits,
+  /// LSQ steps), in their own Adam optimizer. 0 = the method's default.
+  double bits_lr = 0.0;
+  /// diffq: bit-width range, initial and extra bits.
+  double min_bits = 2, max_bits = 15, init_bits = 8, extra_bits = 0;
+  /// diffq: "bits" or "noise" parametrisation.
+  std::string param = "bits";
+  /// diffq: "gaussian" or "uniform" noise.
+  std::string noise = "gaussian";
+  /// Discovery: tensors of at most floor(min_size·2^20/4) elements stay float.
+  double min_size = 0.01;
+  /// Discovery: store the float leftovers as float16.
+  bool float16 = false;
+  /// Discovery: fnmatch globs of parameters left in float.
+  std::vector<std::string> exclude;
+  /// Method-specific options given as `--opt key=value` (for methods added
+  /// later without new command-line flags).
+  std::map<std::string, std::string> extra;
+
+  /// `extra[key]` as a number, or `fallback` when absent (throws when not a number).
+  double number(const std::string& key, double fallback) const;
+};
+
+/// A compression method.
+struct MethodInfo {
+  /// Command-line name ("diffq").
+  std::string name;
+  /// One line for `--help`.
+  std::string summary;
+  /// Names of the `MethodOptions` fields it reads (recorded in metrics.json).
+  std::vector<std::string> options;
+  /// Builds the quantizer; empty for the float baseline.
+  std::function<std::unique_ptr<Quantizer>(const ModelRef&, const MethodOptions&, uint64_t seed)>
+      make;
+  /// Adds `penalty · model_size()` to the training loss.
+  bool penalized = false;
+  /// Default learning rate of the quantizer's own parameters given the
+  /// model's learning rate (used when `bits_lr` is 0).
+  std::function<double(double model_lr)> default_own_lr = [](double lr) { return lr; };
+  /// The quantizer draws random numbers in training steps from a generator
+  /// it owns: on resume, that many steps are replayed (without forward) so
+  /// that its stream continues exactly.
+  bool replay_steps_on_resume = false;
+};
+
+/// Every registered method, in display order.
+const std::vector<MethodInfo>& methods();
+/// The method called `name`; throws `diffq::Error` listing the known ones.
+const MethodInfo& find_method(const std::string& name);
+/// The options a method reads, as JSON (for metrics.json and the model file).
+nlohmann::json options_json(const MethodInfo& method, const MethodOptions& options);
+
+}  // namespace train
+}  // namespace diffq

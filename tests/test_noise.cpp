@@ -1,0 +1,109 @@
+// The fused noise generator: distribution, determinism, both builds agree.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "../src/noise/noise_kernels.h"
+
+using namespace diffq::noise;
+
+namespace {
+struct Moments {
+  double mean = 0, var = 0, kurtosis = 0, within_half = 0, min = 1e9, max = -1e9;
+};
+Moments moments(const std::vector<float>& x) {
+  Moments m;
+  for (float v : x) m.mean += v;
+  m.mean /= x.size();
+  double m4 = 0;
+  for (float v : x) {
+    const double d = v - m.mean;
+    m.var += d * d;
+    m4 += d * d * d * d;
+    m.within_half += std::abs(v) <= 0.5;
+    m.min = std::min<double>(m.min, v);
+    m.max = std::max<double>(m.max, v);
+  }
+  m.var /= x.size();
+  m.kurtosis = m4 / x.size() / (m.var * m.var);
+  m.within_half /= x.size();
+  return m;
+}
+}  // namespace
+
+TEST(Noise, GaussianHasHalfUnitStandardDeviation) {
+  const int64_t n = 1 << 21;
+  std::vector<float> x(n);
+  fill_noise(x.data(), n, 42, Kind::kGaussian);
+  const auto m = moments(x);
+  EXPECT_NEAR(m.mean, 0.0, 5 * 0.5 / std::sqrt(double(n)));
+  EXPECT_NEAR(std::sqrt(m.var), 0.5, 0.002);
+  EXPECT_NEAR(m.kurtosis, 3.0, 0.03);
+  EXPECT_NEAR(m.within_half, 0.682689, 0.0015);  // P(|N| <= 1)
+  EXPECT_LT(m.max, 0.5 * 5.8);
+  EXPECT_GT(m.max, 0.5 * 4.0);
+}
+
+TEST(Noise, UniformSpansHalfOpenInterval) {
+  const int64_t n = 1 << 20;
+  std::vector<float> x(n);
+  fill_noise(x.data(), n, 7, Kind::kUniform);
+  const auto m = moments(x);
+  EXPECT_NEAR(m.mean, 0.0, 5 * std::sqrt(1.0 / 12 / n));
+  EXPECT_NEAR(m.var, 1.0 / 12, 0.001);
+  EXPECT_GE(m.min, -0.5);
+  EXPECT_LT(m.max, 0.5);
+  EXPECT_LT(m.min, -0.499);
+  EXPECT_GT(m.max, 0.499);
+}
+
+TEST(Noise, NeighboursAndStreamsAreUncorrelated) {
+  const int64_t n = 1 << 20;
+  std::vector<float> a(n), b(n);
+  fill_noise(a.data(), n, 1, Kind::kGaussian);
+  fill_noise(b.data(), n, 2, Kind::kGaussian);
+  double lag1 = 0, lag8 = 0, cross = 0;
+  for (int64_t i = 0; i + 8 < n; ++i) {
+    lag1 += a[i] * a[i + 1];
+    lag8 += a[i] * a[i + 8];  // cos and sin of the same pair
+    cross += a[i] * b[i];
+  }
+  const double bound = 5 * 0.25 / std::sqrt(double(n));
+  EXPECT_LT(std::abs(lag1 / n), bound);
+  EXPECT_LT(std::abs(lag8 / n), bound);
+  EXPECT_LT(std::abs(cross / n), bound);
+}
+
+TEST(Noise, DeterministicAndBuildsAgree) {
+  const int64_t blocks = 1000;
+  std::vector<float> g(blocks * 16), v(blocks * 16), again(blocks * 16);
+  diffq::noise::detail::noise_blocks_generic(99, 5, blocks, g.data(), Kind::kGaussian);
+  diffq::noise::detail::noise_blocks_generic(99, 5, blocks, again.data(), Kind::kGaussian);
+  EXPECT_EQ(g, again);
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    diffq::noise::detail::noise_blocks_avx2(99, 5, blocks, v.data(), Kind::kGaussian);
+    for (size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(g[i], v[i], 1e-5) << i;
+  }
+}
+
+TEST(Noise, AddAndCorrelateUseTheSameDraw) {
+  const int64_t n = 1000;  // not a multiple of 16
+  for (int64_t group_size : {0, 1, 5, 8, 16, 40}) {
+    const int64_t groups = group_size == 0 ? 1 : n / group_size;
+    std::vector<double> w(n, 0.25), scale(groups), out(n), sums(groups);
+    for (int64_t g = 0; g < groups; ++g) scale[g] = 1.0 + g;
+    add_noise<double>(w.data(), out.data(), n, group_size, scale.data(), 3, Kind::kGaussian);
+    std::vector<double> grad(n);
+    for (int64_t i = 0; i < n; ++i) grad[i] = std::sin(0.1 * i);
+    correlate_noise<double>(grad.data(), n, group_size, 3, Kind::kGaussian, sums.data());
+    std::vector<double> expected(groups, 0.0);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t g = group_size == 0 ? 0 : i / group_size;
+      expected[g] += grad[i] * (out[i] - 0.25) / scale[g];
+    }
+    for (int64_t g = 0; g < groups; ++g) {
+      EXPECT_NEAR(sums[g], expected[g], 1e-9) << "group size " << group_size << " group " << g;
+    }
+  }
+}
