@@ -9,6 +9,7 @@
 //                       [--out FILE] [--quick]
 #include <diffq/data/fashion_mnist.h>
 #include <diffq/diffq.h>
+#include <diffq/format.h>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -161,7 +162,7 @@ diffq::DiscoveryOptions discovery() {
   return d;
 }
 
-}  // namespace
+
 
 // ---------------------------------------------------------------- main
 

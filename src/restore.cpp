@@ -49,19 +49,35 @@ void restore(const ModelRef& model, const QuantizedState& state) {
                 "' of the model is missing from the state");
   }
 
-  // Pass 2: dequantize (may still fail on a corrupt state: nothing written
-  // yet), then write.
-  std::vector<torch::Tensor> values;
-  values.reserve(writes.size());
-  for (const auto& write : writes) {
-    values.push_back(values_to_tensor(dequantize(*write.record), write.record->shape));
-  }
+  // Pass 2: write. The state is validated, so decoding cannot fail from
+  // here on. CPU float32 contiguous targets are decoded in place, in
+  // parallel; others go through a float32 buffer.
   torch::NoGradGuard no_grad;
   std::unordered_set<const void*> written;
-  for (size_t i = 0; i < writes.size(); ++i) {
-    for (auto& target : writes[i].targets) {
+  for (const auto& write : writes) {
+    const TensorRecord& record = *write.record;
+    const int64_t n = record.numel();
+    torch::Tensor first;
+    for (auto& target : write.targets) {
       if (!written.insert(target.unsafeGetTensorImpl()).second) continue;
-      target.copy_(values[i].to(target.device(), target.scalar_type()));
+      if (!first.defined() && target.device().is_cpu() &&
+          target.scalar_type() == torch::kFloat32 && target.is_contiguous()) {
+        float* out = target.data_ptr<float>();
+        at::parallel_for(0, n, 1 << 16, [&](int64_t begin, int64_t end) {
+          dequantize_range(record, begin, end, out + begin);
+        });
+        first = target;
+        continue;
+      }
+      if (!first.defined()) {
+        auto buffer = torch::empty(record.shape, torch::kFloat32);
+        float* out = buffer.data_ptr<float>();
+        at::parallel_for(0, n, 1 << 16, [&](int64_t begin, int64_t end) {
+          dequantize_range(record, begin, end, out + begin);
+        });
+        first = buffer;
+      }
+      target.copy_(first.to(target.device(), target.scalar_type()));
     }
   }
 }

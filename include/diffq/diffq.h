@@ -5,6 +5,7 @@
 #include "diffq/diffq_quantizer.h"
 #include "diffq/error.h"
 #include "diffq/lsq_quantizer.h"
+#include "diffq/model_file.h"
 #include "diffq/model_ref.h"
 #include "diffq/quant_noise.h"
 #include "diffq/quantized_state.h"

@@ -129,6 +129,11 @@ void validate(const QuantizedState& state);
 /// weights the model saw in evaluation.
 std::vector<float> dequantize(const TensorRecord& record);
 
+/// Dequantizes elements [begin, end) of a record that passed `validate`
+/// into out[0 .. end - begin), with the same arithmetic as `dequantize`.
+/// Safe to call concurrently on disjoint ranges.
+void dequantize_range(const TensorRecord& record, int64_t begin, int64_t end, float* out);
+
 /// Converts an IEEE half bit pattern to float.
 float half_to_float(uint16_t bits);
 /// Converts a float to the nearest IEEE half bit pattern (round to even).

@@ -154,41 +154,61 @@ float uniform_value(uint32_t level, int bits, float min, float max) {
 
 }  // namespace
 
-std::vector<float> dequantize(const TensorRecord& r) {
-  validate(r);
-  const int64_t n = r.numel();
-  std::vector<float> out(static_cast<size_t>(n));
+void dequantize_range(const TensorRecord& r, int64_t begin, int64_t end, float* out) {
   switch (r.encoding) {
     case Encoding::kFloat32:
-      out = r.values_f32;
+      std::copy(r.values_f32.begin() + begin, r.values_f32.begin() + end, out);
       break;
     case Encoding::kFloat16:
-      for (int64_t i = 0; i < n; ++i) out[i] = half_to_float(r.values_f16[i]);
+      for (int64_t i = begin; i < end; ++i) out[i - begin] = half_to_float(r.values_f16[i]);
       break;
     case Encoding::kUniform:
-      for (int64_t i = 0; i < n; ++i) out[i] = uniform_value(r.levels[i], r.bits, r.min, r.max);
+      for (int64_t i = begin; i < end; ++i) {
+        out[i - begin] = uniform_value(r.levels[i], r.bits, r.min, r.max);
+      }
       break;
     case Encoding::kDiffQGroups:
-      for (int64_t i = 0; i < n; ++i) {
-        out[i] = uniform_value(r.levels[i], r.group_bits[group_of(r, i)], r.min, r.max);
+      if (r.group_size == 0) {
+        const int bits = r.group_bits.empty() ? 1 : r.group_bits[0];
+        for (int64_t i = begin; i < end; ++i) {
+          out[i - begin] = uniform_value(r.levels[i], bits, r.min, r.max);
+        }
+      } else {
+        // Per group: one denominator, then a loop the compiler vectorises.
+        const float range = r.max - r.min;
+        int64_t i = begin;
+        while (i < end) {
+          const int64_t g = i / r.group_size;
+          const int64_t stop = std::min(end, (g + 1) * r.group_size);
+          const float denom = static_cast<float>((1u << r.group_bits[g]) - 1u);
+          for (; i < stop; ++i) {
+            out[i - begin] = static_cast<float>(r.levels[i]) / denom * range + r.min;
+          }
+        }
       }
       break;
     case Encoding::kLSQ: {
       const int32_t offset = 1 << (r.bits - 1);
-      for (int64_t i = 0; i < n; ++i) {
-        out[i] = static_cast<float>(static_cast<int32_t>(r.levels[i]) - offset) * r.step;
+      for (int64_t i = begin; i < end; ++i) {
+        out[i - begin] = static_cast<float>(static_cast<int32_t>(r.levels[i]) - offset) * r.step;
       }
       break;
     }
     case Encoding::kProductQuantized: {
       const int64_t d = r.block_size;
-      for (int64_t b = 0; b < n / d; ++b) {
-        const uint16_t* centroid = &r.codebook[static_cast<size_t>(r.levels[b]) * d];
-        for (int64_t j = 0; j < d; ++j) out[b * d + j] = half_to_float(centroid[j]);
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t block = i / d;
+        out[i - begin] = half_to_float(r.codebook[static_cast<size_t>(r.levels[block]) * d + i % d]);
       }
       break;
     }
   }
+}
+
+std::vector<float> dequantize(const TensorRecord& r) {
+  validate(r);
+  std::vector<float> out(static_cast<size_t>(r.numel()));
+  dequantize_range(r, 0, r.numel(), out.data());
   return out;
 }
 
