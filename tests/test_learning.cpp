@@ -15,6 +15,8 @@ struct Outcome {
   double mean_bits;
   double loss;      // on held-out data, with the TRUE quantized weights (or float)
   double variance;  // of the held-out targets: the loss of predicting their mean
+  double ptq3_loss = 0;  // float model only: its loss after 3-bit uniform PTQ
+  double ptq4_loss = 0;  // float model only: its loss after 4-bit uniform PTQ
 };
 
 Outcome train(double penalty, bool quantize) {
@@ -56,7 +58,16 @@ Outcome train(double penalty, bool quantize) {
   }
   torch::NoGradGuard no_grad;
     const double variance = y_test.var().item<double>();
-  if (!quantize) return {32.0, torch::mse_loss(student->forward(x_test), y_test).item<double>(), variance};
+  if (!quantize) {
+    Outcome out{32.0, torch::mse_loss(student->forward(x_test), y_test).item<double>(), variance};
+    for (int bits : {3, 4}) {
+      UniformQuantizer ptq(student, UniformOptions().bits(bits).discovery(d));
+      auto scope = ptq.quantized_evaluation();
+      (bits == 3 ? out.ptq3_loss : out.ptq4_loss) =
+          torch::mse_loss(student->forward(x_test), y_test).item<double>();
+    }
+    return out;
+  }
   auto scope = q->quantized_evaluation();
   return {q->mean_bits(), torch::mse_loss(student->forward(x_test), y_test).item<double>(), variance};
 }
@@ -67,15 +78,16 @@ TEST(Learning, PenaltyLowersBitsAndKeepsAccuracy) {
   const auto fp = train(0, false);
   const auto penalised = train(5.0, true);
   const auto free = train(0.0, true);
-  std::printf("float loss %.5f | λ>0: bits %.2f loss %.5f | λ=0: bits %.2f loss %.5f\n", fp.loss,
-              penalised.mean_bits, penalised.loss, free.mean_bits, free.loss);
+  std::printf("float loss %.5f (PTQ 3 bits %.5f, 4 bits %.5f) | λ>0: bits %.2f loss %.5f | λ=0: bits %.2f loss %.5f\n",
+              fp.loss, fp.ptq3_loss, fp.ptq4_loss, penalised.mean_bits, penalised.loss, free.mean_bits, free.loss);
   // Well below init_bits = 8 with the penalty; not below it without.
   EXPECT_LT(penalised.mean_bits, 4.5);
   EXPECT_GE(free.mean_bits, 7.5);
-  // Close to the float model: the true quantized model's held-out loss at
-  // most 3x the float one's, and below 2 % of the targets' variance.
+  // Close to the float model: the true quantized model explains more than
+  // 98 % of the targets' variance, and beats uniform post-training
+  // quantization of the float model at a comparable size (3 bits).
   EXPECT_LT(fp.loss, 0.01 * fp.variance);
-  EXPECT_LT(penalised.loss, 3.0 * fp.loss);
   EXPECT_LT(penalised.loss, 0.02 * penalised.variance);
+  EXPECT_LT(penalised.loss, fp.ptq3_loss);
   EXPECT_LT(free.loss, 1.5 * fp.loss);
 }

@@ -351,19 +351,19 @@ void decode_payload(const TensorHeader& h, const uint8_t* stored, TensorRecord& 
         stream_into(n, only, r.levels.data());
         break;
       }
-      std::vector<uint16_t> values;
-      std::vector<uint64_t> cursor(17, 0);
+      // Decode every width's stream, then place the groups in one pass.
+      std::vector<std::vector<uint16_t>> values(17);
       for (int w = 1; w <= 16; ++w) {
         if (per_width[w] == 0) continue;
         budget.charge(checked_mul(per_width[w], 2, "levels"), name);
-        values.resize(per_width[w]);
-        stream_into(per_width[w], w, values.data());
-        uint64_t at = 0;
-        for (uint64_t g = 0; g < groups; ++g) {
-          if (r.group_bits[g] != w) continue;
-          std::memcpy(r.levels.data() + g * extent, values.data() + at, extent * 2);
-          at += extent;
-        }
+        values[w].resize(per_width[w]);
+        stream_into(per_width[w], w, values[w].data());
+      }
+      uint64_t cursor[17] = {};
+      for (uint64_t g = 0; g < groups; ++g) {
+        const int w = r.group_bits[g];
+        std::memcpy(r.levels.data() + g * extent, values[w].data() + cursor[w], extent * 2);
+        cursor[w] += extent;
       }
       break;
     }

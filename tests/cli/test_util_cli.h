@@ -58,7 +58,8 @@ inline std::string tiny_fashion(int64_t train = 256, int64_t test = 128) {
   auto rnd = [&] { state = state * 1664525u + 1013904223u; return state >> 24; };
   for (auto split : {std::make_pair(std::string("train"), train), std::make_pair(std::string("t10k"), test)}) {
     const int64_t n = split.second;
-    std::vector<uint8_t> images(size_t(n * 784)), labels(size_t(n));
+    std::vector<uint8_t> images(static_cast<size_t>(n * 784));
+    std::vector<uint8_t> labels(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) {
       const int c = int(i % 10);
       labels[size_t(i)] = uint8_t(c);

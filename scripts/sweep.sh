@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The experiments of docs/results: runs a grid of `diffq train` runs (at most
+# JOBS at a time, one thread each), then writes the tables and plots.
+#
+#   bash scripts/sweep.sh [RUNS_DIR]        (default: runs/)
+#
+# Environment: DIFFQ (the tool, default build/tools/diffq), JOBS (default 2),
+# GRID (fashion, groups, lm or all; default all). Finished runs are skipped
+# and interrupted ones resumed, so the script can be re-run after a kill.
+# Budgets (recorded in every metrics.json and in the tables):
+#   fashion: ResNet-20 style, 10 000 train images, full 10k test, 3 epochs;
+#   groups:  small CNN, 10 000 train images, full test, 3 epochs;
+#   lm:      KJV Transformer, vocab 10k, context 32, 6 000 train sequences, 2 epochs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS="${1:-runs}"
+DIFFQ="${DIFFQ:-build/tools/diffq}"
+JOBS="${JOBS:-2}"
+GRID="${GRID:-all}"
+mkdir -p "$RUNS"
+
+FM="--task fashion-mnist --train-limit 10000 --epochs 3 --batch-size 64 --threads 1 --progress plain"
+RN="$FM --model resnet20"
+CN="$FM --model cnn"
+LM="--task kjv-lm --model transformer --vocab-size 10000 --context 32 --dim 128 --layers 2 --train-limit 6000 --epochs 2 --batch-size 32 --clip 1 --threads 1 --progress plain"
+DQ="--bits-lr 0.05"
+
+jobs_file="$(mktemp)"
+add() { echo "$1|$2" >> "$jobs_file"; }
+if [[ "$GRID" == all || "$GRID" == fashion ]]; then
+  add fashion/fp32          "$RN --method fp32"
+  add fashion/diffq_l5_g16  "$RN --method diffq --penalty 5 --group-size 16 $DQ"
+  add fashion/diffq_l50_g16 "$RN --method diffq --penalty 50 --group-size 16 $DQ"
+  add fashion/qat2          "$RN --method qat --bits 2"
+  add fashion/qat4          "$RN --method qat --bits 4"
+fi
+if [[ "$GRID" == all || "$GRID" == lm ]]; then
+  add lm/fp32               "$LM --method fp32"
+  add lm/diffq_l5_g16       "$LM --method diffq --penalty 5 --group-size 16 $DQ"
+  add lm/qat4               "$LM --method qat --bits 4"
+fi
+if [[ "$GRID" == all || "$GRID" == fashion ]]; then
+  add fashion/ptq4          "$RN --method ptq --bits 4"
+  add fashion/lsq4          "$RN --method lsq --bits 4"
+  add fashion/lsq2          "$RN --method lsq --bits 2"
+  add fashion/diffq_l1_g16   "$RN --method diffq --penalty 1 --group-size 16 $DQ"
+fi
+if [[ "$GRID" == all || "$GRID" == groups ]]; then
+  for g in 0 1 4 8 16; do add groups/diffq_l50_g$g "$CN --method diffq --penalty 50 --group-size $g $DQ"; done
+  add groups/fp32 "$CN --method fp32"
+fi
+
+run_one() {
+  local name="${1%%|*}" args="${1#*|}"
+  local out="$RUNS/$name"
+  if [[ -f "$out/metrics.json" ]]; then echo "skip $name (done)"; return 0; fi
+  mkdir -p "$out"
+  echo "run  $name: diffq train $args"
+  # shellcheck disable=SC2086
+  "$DIFFQ" train $args --out "$out" --resume > "$out/stdout.txt" 2> "$out/progress.txt" \
+    && echo "done $name" || echo "FAILED $name (see $out/progress.txt)"
+}
+export -f run_one
+export RUNS DIFFQ
+xargs -a "$jobs_file" -d '\n' -P "$JOBS" -I{} bash -c 'run_one "$@"' _ {}
+rm -f "$jobs_file"
+bash scripts/report.sh "$RUNS"
