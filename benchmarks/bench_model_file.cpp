@@ -5,6 +5,7 @@
 //   bench_model_file [--json FILE] [--threads T] [--data DIR]
 #include <diffq/data/fashion_mnist.h>
 #include <diffq/diffq.h>
+#include "bench_models.h"
 #include <sys/stat.h>
 #include <torch/torch.h>
 
@@ -34,18 +35,7 @@ uint64_t file_size(const std::string& path) {
   return ::stat(path.c_str(), &info) == 0 ? static_cast<uint64_t>(info.st_size) : 0;
 }
 
-struct CnnImpl : torch::nn::Module {
-  torch::nn::Conv2d conv1{register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 32, 3).padding(1)))};
-  torch::nn::Conv2d conv2{register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(32, 64, 3).padding(1)))};
-  torch::nn::Linear fc1{register_module("fc1", torch::nn::Linear(3136, 256))};
-  torch::nn::Linear fc2{register_module("fc2", torch::nn::Linear(256, 10))};
-  torch::Tensor forward(torch::Tensor x) {
-    x = torch::max_pool2d(torch::relu(conv1(x)), 2);
-    x = torch::max_pool2d(torch::relu(conv2(x)), 2);
-    return fc2(torch::relu(fc1(x.flatten(1))));
-  }
-};
-TORCH_MODULE(Cnn);
+using Cnn = diffq_bench::SpecCnn;
 
 // Measures one model; `fresh` builds an untrained model of the same architecture.
 nlohmann::json measure(const std::string& name, torch::nn::Module& model, diffq::DiffQuantizer& q,
@@ -102,11 +92,7 @@ int main(int argc, char** argv) {
                            {"reference_restore_s", 0.33}};
 
   // 16 × Linear(1024, 1024): bell-shaped weights, bits spread around 5.
-  auto make_mlp = [] {
-    torch::nn::Sequential seq;
-    for (int i = 0; i < 16; ++i) seq->push_back(torch::nn::Linear(1024, 1024));
-    return seq;
-  };
+  auto make_mlp = [] { return diffq_bench::make_linear_stack(/*relu=*/false); };
   auto mlp = make_mlp();
   {
     torch::NoGradGuard no_grad;

@@ -6,6 +6,7 @@
 //
 //   bench_training [--json FILE] [--steps N] [--threads T] [--rounds R]
 #include <diffq/diffq.h>
+#include "bench_models.h"
 #include <sys/wait.h>
 #include <torch/torch.h>
 #include <unistd.h>
@@ -25,18 +26,7 @@
 
 namespace {
 
-struct SpecCnnImpl : torch::nn::Module {
-  torch::nn::Conv2d conv1{register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 32, 3).padding(1)))};
-  torch::nn::Conv2d conv2{register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(32, 64, 3).padding(1)))};
-  torch::nn::Linear fc1{register_module("fc1", torch::nn::Linear(3136, 256))};
-  torch::nn::Linear fc2{register_module("fc2", torch::nn::Linear(256, 10))};
-  torch::Tensor forward(torch::Tensor x) {
-    x = torch::max_pool2d(torch::relu(conv1(x)), 2);
-    x = torch::max_pool2d(torch::relu(conv2(x)), 2);
-    return fc2(torch::relu(fc1(x.flatten(1))));
-  }
-};
-TORCH_MODULE(SpecCnn);
+using diffq_bench::SpecCnn;
 
 long peak_rss_kib() {
   std::ifstream status("/proc/self/status");
@@ -64,11 +54,7 @@ int child(const std::string& model_name, const std::string& method, int steps, i
   torch::Tensor x, y;
   std::function<torch::Tensor(const torch::Tensor&)> forward;
   if (model_name == "mlp16") {
-    torch::nn::Sequential seq;
-    for (int i = 0; i < 16; ++i) {
-      seq->push_back(torch::nn::Linear(1024, 1024));
-      if (i < 15) seq->push_back(torch::nn::ReLU());
-    }
+    auto seq = diffq_bench::make_linear_stack(/*relu=*/true);
     model = seq.ptr();
     x = torch::randn({256, 1024});
     y = torch::randn({256, 1024});

@@ -2,7 +2,6 @@
 // product quantization with centroid fine-tuning.
 #include "diffq/quant_noise.h"
 
-#include <fnmatch.h>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
@@ -11,6 +10,7 @@
 #include <cstring>
 
 #include "diffq/error.h"
+#include "name_match.h"
 #include "diffq/kmeans.h"
 #include "tensor_convert.h"
 
@@ -28,15 +28,6 @@ const char* mode_name(QuantNoiseMode mode) {
   return "unknown";
 }
 
-bool matches_any(const std::vector<std::string>& patterns, const std::string& name) {
-  const auto dot = name.rfind('.');
-  const std::string bare = dot == std::string::npos ? name : name.substr(dot + 1);
-  for (const auto& pattern : patterns) {
-    if (fnmatch(pattern.c_str(), name.c_str(), 0) == 0) return true;
-    if (fnmatch(pattern.c_str(), bare.c_str(), 0) == 0) return true;
-  }
-  return false;
-}
 
 // Channels of the per-channel ranges: dim 0 of tensors with 2+ dims.
 int64_t channels_of(const torch::Tensor& t) { return t.dim() >= 2 ? t.size(0) : 1; }
@@ -283,7 +274,7 @@ std::vector<torch::Tensor> QuantNoiseQuantizer::quantize_stage(
   std::vector<size_t> indices;
   bool matched = false;
   for (size_t i = 0; i < slots_.size(); ++i) {
-    if (!matches_any(patterns, slots_[i].name)) continue;
+    if (!name_matches_any(patterns, slots_[i].name)) continue;
     matched = true;
     indices.push_back(i);
   }

@@ -2,7 +2,6 @@
 // gradient hooks, sizes and optimizer helpers.
 #include "diffq/quantizer.h"
 
-#include <fnmatch.h>
 
 #include <cmath>
 #include <unordered_map>
@@ -10,24 +9,11 @@
 #include <torch/torch.h>
 
 #include "diffq/error.h"
+#include "name_match.h"
 #include "registry.h"
 #include "tensor_convert.h"
 
 namespace diffq {
-
-namespace {
-
-bool matches_any(const std::vector<std::string>& patterns, const std::string& name) {
-  const auto dot = name.rfind('.');
-  const std::string bare = dot == std::string::npos ? name : name.substr(dot + 1);
-  for (const auto& pattern : patterns) {
-    if (fnmatch(pattern.c_str(), name.c_str(), 0) == 0) return true;
-    if (fnmatch(pattern.c_str(), bare.c_str(), 0) == 0) return true;
-  }
-  return false;
-}
-
-}  // namespace
 
 Quantizer::Quantizer(const ModelRef& model, const DiscoveryOptions& options, std::string method)
     : discovery_(options), method_(std::move(method)) {
@@ -75,7 +61,7 @@ Quantizer::Quantizer(const ModelRef& model, const DiscoveryOptions& options, std
     }
     registered_.push_back(impl);
     claimed_names.push_back(param.name);
-    const bool quantize = t.numel() > threshold && !matches_any(options.exclude(), param.name);
+    const bool quantize = t.numel() > threshold && !name_matches_any(options.exclude(), param.name);
     if (quantize) {
       detail::Slot slot;
       slot.name = param.name;
