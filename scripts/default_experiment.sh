@@ -7,9 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-runs/default}"
 DIFFQ="${DIFFQ:-build/tools/diffq}"
+mkdir -p "$OUT"
 COMMON=(--task fashion-mnist --model cnn --train-limit 10000 --epochs 3 --batch-size 64 --threads 1 --progress plain --resume)
 "$DIFFQ" train "${COMMON[@]}" --method fp32 --out "$OUT/fp32" > "$OUT.fp32.log" 2>&1 &
-mkdir -p "$OUT"
 "$DIFFQ" train "${COMMON[@]}" --method diffq --penalty 5 --group-size 16 --bits-lr 0.05 --out "$OUT/diffq"
 wait
 "$DIFFQ" summarize "$OUT" --title "float32 vs DiffQ, Fashion-MNIST, small CNN, 10k images, 3 epochs"

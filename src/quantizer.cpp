@@ -143,6 +143,12 @@ double Quantizer::float_model_size() const {
   return bits / 8.0 / 1048576.0;
 }
 
+void Quantizer::set_steps(int64_t steps) {
+  DIFFQ_CHECK(steps >= 0, "the step counter cannot be negative, got ", steps);
+  DIFFQ_CHECK(mode_ == Mode::kIdle, "set_steps() needs no active step or scope");
+  steps_ = steps;
+}
+
 // ------------------------------------------------------------ training step
 
 TrainingStep Quantizer::training_step() {

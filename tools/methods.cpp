@@ -3,6 +3,8 @@
 // `MethodOptions::extra` via `number()` or add a field to MethodOptions).
 #include "diffq/train/methods.h"
 
+#include "diffq/quant_noise.h"
+
 #include <cstdlib>
 
 #include "diffq/diffq_quantizer.h"
@@ -71,8 +73,7 @@ std::vector<MethodInfo> registry() {
   dq.summary = "DiffQ: pseudo quantization noise, learned bits per group, size penalty --penalty";
   dq.options = with({"penalty", "group_size", "bits_lr", "min_bits", "max_bits", "init_bits",
                      "extra_bits", "param", "noise"});
-  dq.penalized = true;
-  dq.replay_steps_on_resume = true;
+  dq.penalized = true;  // its noise is a function of the step: set_steps() on resume
   dq.default_own_lr = [](double) { return 1e-2; };
   dq.make = [](const ModelRef& m, const MethodOptions& o, uint64_t seed) {
     DIFFQ_CHECK(o.param == "bits" || o.param == "noise", "--param must be bits or noise, not '",
@@ -92,6 +93,41 @@ std::vector<MethodInfo> registry() {
                .discovery(discovery(o))));
   };
   r.push_back(dq);
+
+  MethodInfo qn;
+  qn.name = "quant-noise";
+  qn.summary =
+      "Quant-Noise: scalar int4/int8 noise (--bits 4|8), or --opt qn_mode=proxy|ipq; --opt p=, "
+      "block_size=, centroids= (iPQ: one stage, k-means on the weights at the start)";
+  qn.options = with({"bits", "bits_lr"});
+  qn.replay_steps_on_resume = true;  // Bernoulli masks come from a generator it owns
+  qn.make = [](const ModelRef& m, const MethodOptions& o, uint64_t seed) {
+    const auto it = o.extra.find("qn_mode");
+    std::string mode;
+    if (it != o.extra.end()) {
+      mode = it->second;
+    } else {
+      DIFFQ_CHECK(o.bits == 4 || o.bits == 8, "quant-noise's scalar modes take --bits 4 or 8, not ",
+                  o.bits, " (or choose --opt qn_mode=proxy|ipq)");
+      mode = o.bits == 4 ? "int4" : "int8";
+    }
+    DIFFQ_CHECK(mode == "int4" || mode == "int8" || mode == "proxy" || mode == "ipq",
+                "qn_mode must be int4, int8, proxy or ipq, not '", mode, "'");
+    auto options = QuantNoiseOptions()
+                       .mode(mode == "int4"    ? QuantNoiseMode::kScalarInt4
+                             : mode == "ipq"   ? QuantNoiseMode::kIPQ
+                             : mode == "proxy" ? QuantNoiseMode::kProxyDrop
+                                               : QuantNoiseMode::kScalarInt8)
+                       .p(o.number("p", mode == "ipq" ? 0.1 : 0.5))
+                       .block_size(static_cast<int64_t>(o.number("block_size", 8)))
+                       .num_centroids(static_cast<int64_t>(o.number("centroids", 256)))
+                       .seed(seed)
+                       .discovery(discovery(o));
+    auto q = std::make_unique<QuantNoiseQuantizer>(m, options);
+    if (mode == "ipq") q->quantize_stage({"*"});  // the centroids are in parameters()
+    return std::unique_ptr<Quantizer>(std::move(q));
+  };
+  r.push_back(qn);
 
   return r;
 }

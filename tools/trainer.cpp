@@ -553,6 +553,8 @@ TrainResult run_training(const TrainConfig& config_in) {
       for (int64_t i = 0; i < pos.global_step; ++i) quantizer->training_step().finish();
       if (own_opt) own_opt->zero_grad();
       optimizer.zero_grad();
+    } else if (quantizer) {
+      quantizer->set_steps(pos.global_step);
     }
     // Keep only the log lines of the epochs the checkpoint has finished.
     std::vector<std::string> lines;

@@ -184,6 +184,10 @@ class Quantizer {
   std::vector<std::string> float_names() const;
   /// Number of gradient steps seen (training steps finished).
   int64_t steps() const { return steps_; }
+  /// Sets the step counter, when resuming a run from a checkpoint: DiffQ's
+  /// noise is a pure function of (seed, step, tensor), so a resumed run
+  /// draws exactly the noise of an uninterrupted one.
+  void set_steps(int64_t steps);
 
  protected:
   /// Discovers the parameters of `model` per `options` and registers the

@@ -68,7 +68,8 @@ struct MethodInfo {
   std::function<double(double model_lr)> default_own_lr = [](double lr) { return lr; };
   /// The quantizer draws random numbers in training steps from a generator
   /// it owns: on resume, that many steps are replayed (without forward) so
-  /// that its stream continues exactly.
+  /// that its stream continues exactly. Otherwise the quantizer's step
+  /// counter is set (`Quantizer::set_steps`).
   bool replay_steps_on_resume = false;
 };
 
