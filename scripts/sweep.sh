@@ -49,6 +49,8 @@ if [[ "$GRID" == all || "$GRID" == fashion2 ]]; then
   # The bits' learning rate of the spec's reference (1e-2): bits fall slower.
   add fashion/diffq_l1_g16_blr01 "$RN --method diffq --penalty 1 --group-size 16 --bits-lr 0.01"
   add fashion/diffq_l5_g16_blr01 "$RN --method diffq --penalty 5 --group-size 16 --bits-lr 0.01"
+  add fashion/diffq_l20_g16_blr01 "$RN --method diffq --penalty 20 --group-size 16 --bits-lr 0.01"
+  add fashion/diffq_l10_g16_i6_blr01 "$RN --method diffq --penalty 10 --group-size 16 --init-bits 6 --bits-lr 0.01"
 fi
 if [[ "$GRID" == all || "$GRID" == groups ]]; then
   for g in 0 1 4 8 16; do add groups/diffq_l50_g$g "$CN --method diffq --penalty 50 --group-size $g $DQ"; done

@@ -4,6 +4,8 @@
 #include <torch/script.h>
 #include <torch/torch.h>
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <fstream>
 
@@ -13,7 +15,9 @@
 using namespace diffq;
 
 namespace {
-std::string temp(const std::string& name) { return ::testing::TempDir() + "/" + name; }
+std::string temp(const std::string& name) {
+  return ::testing::TempDir() + "/" + std::to_string(::getpid()) + "_" + name;
+}
 }  // namespace
 
 TEST(ModelFile, SaveAndRestoreEveryMethodAndCoding) {

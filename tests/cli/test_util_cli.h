@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <unistd.h>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -27,8 +28,11 @@ inline Run run(const std::vector<std::string>& args) {
   return r;
 }
 
+/// A fresh directory private to this test process (ctest runs tests in
+/// parallel, each in its own process: the pid keeps them apart).
 inline std::string temp_dir(const std::string& name) {
-  auto p = std::filesystem::path(::testing::TempDir()) / ("diffq_cli_" + name);
+  auto p = std::filesystem::path(::testing::TempDir()) /
+           ("diffq_cli_" + std::to_string(::getpid()) + "_" + name);
   std::filesystem::remove_all(p);
   std::filesystem::create_directories(p);
   return p.string();
