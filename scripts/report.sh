@@ -12,7 +12,7 @@ for grid in fashion groups lm; do
   "$DIFFQ" summarize "$RUNS/$grid" --md "$OUT/$grid.md" --dat "$OUT/$grid.dat" --title "$grid" || true
 done
 # Bits per layer of a DiffQ model.
-for cand in fashion/diffq_l50_g16 fashion/diffq_l5_g16; do
+for cand in fashion/diffq_l5_g16_blr01 fashion/diffq_l50_g16 fashion/diffq_l5_g16; do
   if [[ -f "$RUNS/$cand/model.diffq" ]]; then
     "$DIFFQ" inspect "$RUNS/$cand/model.diffq" --dat > "$OUT/bits_per_layer.dat"
     "$DIFFQ" inspect "$RUNS/$cand/model.diffq" > "$OUT/bits_per_layer.txt"

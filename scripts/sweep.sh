@@ -39,6 +39,10 @@ if [[ "$GRID" == all || "$GRID" == lm ]]; then
   add lm/diffq_l5_g16       "$LM --method diffq --penalty 5 --group-size 16 $DQ"
   add lm/qat4               "$LM --method qat --bits 4"
 fi
+if [[ "$GRID" == all || "$GRID" == lm2 ]]; then
+  add lm/diffq_l1_g16_blr01 "$LM --method diffq --penalty 1 --group-size 16 --bits-lr 0.01"
+  add lm/diffq_l5_g16_blr01 "$LM --method diffq --penalty 5 --group-size 16 --bits-lr 0.01"
+fi
 if [[ "$GRID" == all || "$GRID" == fashion ]]; then
   add fashion/ptq4          "$RN --method ptq --bits 4"
   add fashion/lsq4          "$RN --method lsq --bits 4"
@@ -51,6 +55,11 @@ if [[ "$GRID" == all || "$GRID" == fashion2 ]]; then
   add fashion/diffq_l5_g16_blr01 "$RN --method diffq --penalty 5 --group-size 16 --bits-lr 0.01"
   add fashion/diffq_l20_g16_blr01 "$RN --method diffq --penalty 20 --group-size 16 --bits-lr 0.01"
   add fashion/diffq_l10_g16_i6_blr01 "$RN --method diffq --penalty 10 --group-size 16 --init-bits 6 --bits-lr 0.01"
+fi
+if [[ "$GRID" == all || "$GRID" == fashion3 ]]; then
+  # Quantize the small 16-channel convolutions too (min_size 0.001 MB = 262 elements).
+  add fashion/diffq_l5_g16_blr01_ms001 "$RN --method diffq --penalty 5 --group-size 16 --bits-lr 0.01 --min-size 0.001"
+  add fashion/qat2_ms001 "$RN --method qat --bits 2 --min-size 0.001"
 fi
 if [[ "$GRID" == all || "$GRID" == groups ]]; then
   for g in 0 1 4 8 16; do add groups/diffq_l50_g$g "$CN --method diffq --penalty 50 --group-size $g $DQ"; done
