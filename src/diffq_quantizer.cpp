@@ -56,6 +56,7 @@ DiffQuantizer::DiffQuantizer(const ModelRef& model, DiffQOptions options)
   }
   // Undetected ties share the first occurrence's logits? No: each has its
   // own (the reference's behaviour); the occurrences drive the noise in turn.
+  noise_.resize(slots_.size());
   install_hooks();
 }
 
@@ -141,7 +142,6 @@ bool DiffQuantizer::fused(const torch::Tensor& w) const {
 
 torch::Tensor DiffQuantizer::training_data(detail::Slot& slot) {
   const size_t index = index_of(slot);
-  if (noise_.size() != slots_.size()) noise_.resize(slots_.size());
   auto& state = noise_[index];
   const auto w = slot.latent.contiguous();
   auto minmax = torch::aminmax(w);

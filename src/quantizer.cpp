@@ -113,15 +113,9 @@ void Quantizer::install_hooks() {
   }
 }
 
-bool Quantizer::counted(const detail::Slot& slot) const {
-  (void)slot;
-  return true;  // detected aliases are not slots; undetected ties count each
-}
-
 double Quantizer::leftover_bits() const {
   double bits = 0;
   for (const auto& leftover : leftovers_) {
-    if (!leftover.counted) continue;
     bits += (leftover.float16 ? 16.0 : 32.0) * static_cast<double>(leftover.tensor.numel());
   }
   return bits;

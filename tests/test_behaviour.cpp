@@ -7,14 +7,7 @@
 
 using namespace diffq;
 using diffq_test::Mlp;
-
-namespace {
-DiscoveryOptions all_params() {
-  DiscoveryOptions d;
-  d.min_size(0);
-  return d;
-}
-}  // namespace
+using diffq_test::all_params;
 
 TEST(Behaviour, TrainingForwardsDifferEvaluationForwardsEqual) {
   torch::manual_seed(0);

@@ -7,6 +7,7 @@
 
 using namespace diffq;
 using diffq_test::Mlp;
+using diffq_test::all_params;
 
 namespace {
 // Expects `fn` to throw diffq::Error whose message contains `fragment`.
@@ -18,11 +19,6 @@ void expect_error(F fn, const std::string& fragment) {
   } catch (const diffq::Error& e) {
     EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
   }
-}
-DiscoveryOptions all_params() {
-  DiscoveryOptions d;
-  d.min_size(0);
-  return d;
 }
 }  // namespace
 

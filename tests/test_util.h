@@ -2,6 +2,8 @@
 // Shared fixtures for the torch tests.
 #include <torch/torch.h>
 
+#include "diffq/quantizer.h"
+
 #include <vector>
 
 namespace diffq_test {
@@ -34,6 +36,13 @@ struct MlpImpl : torch::nn::Module {
   torch::nn::Linear fc1, fc2;
 };
 TORCH_MODULE(Mlp);
+
+/// Discovery that quantizes every parameter (min_size 0).
+inline diffq::DiscoveryOptions all_params() {
+  diffq::DiscoveryOptions d;
+  d.min_size(0);
+  return d;
+}
 
 /// Copies every parameter value (detached clones), in model order.
 inline std::vector<torch::Tensor> snapshot(torch::nn::Module& m) {

@@ -94,8 +94,6 @@ struct Leftover {
   torch::Tensor tensor;
   /// Stored as float16.
   bool float16 = false;
-  /// False for a second occurrence of a tied tensor counted once.
-  bool counted = true;
 };
 
 }  // namespace detail
@@ -215,10 +213,9 @@ class Quantizer {
   /// The quantizer's options, as text, for the stored state.
   virtual std::map<std::string, std::string> option_map() const = 0;
 
-  /// Bits of the float leftovers (float16/float32), counted once per tensor.
+  /// Bits of the float leftovers (float16/float32). Detected aliases are
+  /// not leftovers of their own, so a tied tensor counts once.
   double leftover_bits() const;
-  /// True for the slots counted in sizes and stored (not a detected alias).
-  bool counted(const detail::Slot& slot) const;
 
   std::vector<detail::Slot> slots_;
   std::vector<detail::Leftover> leftovers_;

@@ -12,14 +12,10 @@
 
 using namespace diffq;
 using diffq_test::Mlp;
+using diffq_test::all_params;
 
 namespace {
 
-DiscoveryOptions all_params() {
-  DiscoveryOptions d;
-  d.min_size(0);
-  return d;
-}
 
 // Conv k×k, conv 1×1 and a Linear: every block layout.
 struct SmallNetImpl : torch::nn::Module {
