@@ -32,6 +32,9 @@ enum class EntropyCoding : uint8_t {
 
 /// Returns the file-format name of a coding ("none", "zstd", "rans", "auto").
 const char* entropy_coding_name(EntropyCoding coding);
+/// The coding called `name` (inverse of `entropy_coding_name`); throws
+/// `diffq::Error` listing the known names.
+EntropyCoding parse_entropy_coding(const std::string& name);
 
 /// Options of `save` and `serialize`.
 struct SaveOptions {

@@ -34,10 +34,34 @@ enum class Encoding : uint8_t {
   /// Product quantization: `codebook` (K x d float16 patterns) and one index
   /// per subvector (`levels` holds indices). Reserved for Quant-Noise/iPQ.
   kProductQuantized = 5,
+  /// Exact integers (`values_i64`), for integer buffers such as BatchNorm's
+  /// `num_batches_tracked` (format version 2).
+  kInteger = 6,
+  /// Uniform levels on `bits` bits with one range per slice along dimension 0
+  /// (per output channel), for per-channel scalar quantization (format
+  /// version 2; payload fields defined with the format).
+  kPerChannelUniform = 7,
 };
 
 /// Returns a readable name for an encoding ("float32", "diffq", ...).
 const char* encoding_name(Encoding encoding);
+/// The encoding called `name` (inverse of `encoding_name`); throws
+/// `diffq::Error` listing the known names.
+Encoding parse_encoding(const std::string& name);
+
+/// Whether a record holds a parameter of the model or a buffer (BatchNorm's
+/// running statistics, user-registered persistent buffers).
+enum class RecordKind : uint8_t {
+  /// A trainable parameter (`named_parameters()`).
+  kParameter = 0,
+  /// A persistent buffer (`named_buffers()`).
+  kBuffer = 1,
+};
+
+/// Returns "parameter" or "buffer".
+const char* record_kind_name(RecordKind kind);
+/// The kind called `name` (inverse of `record_kind_name`); throws `diffq::Error`.
+RecordKind parse_record_kind(const std::string& name);
 
 /// The element type a tensor had in the model.
 enum class DType : uint8_t {
@@ -45,15 +69,27 @@ enum class DType : uint8_t {
   kFloat16 = 1,
   kBFloat16 = 2,
   kFloat64 = 3,
+  kInt64 = 4,
+  kInt32 = 5,
+  kInt16 = 6,
+  kInt8 = 7,
+  kUInt8 = 8,
+  kBool = 9,
 };
 
-/// Returns a readable name for a dtype ("float32", ...).
+/// Returns a readable name for a dtype ("float32", "int64", ...).
 const char* dtype_name(DType dtype);
+/// The dtype called `name` (inverse of `dtype_name`); throws `diffq::Error`.
+DType parse_dtype(const std::string& name);
+/// True for the integer dtypes and bool (stored exactly, `Encoding::kInteger`).
+bool is_integer(DType dtype);
 
 /// One stored tensor.
 struct TensorRecord {
   /// Dotted name of the parameter's first occurrence in the model.
   std::string name;
+  /// Parameter or buffer.
+  RecordKind kind = RecordKind::kParameter;
   /// Other names under which the same tensor is registered (tied parameters
   /// detected at quantization). Restore writes the same values to all.
   std::vector<std::string> aliases;
@@ -68,6 +104,8 @@ struct TensorRecord {
   std::vector<float> values_f32;
   /// kFloat16 payload (IEEE half bit patterns).
   std::vector<uint16_t> values_f16;
+  /// kInteger payload (every integer dtype widened to int64; bool as 0/1).
+  std::vector<int64_t> values_i64;
 
   /// kUniform / kLSQ: bit-width of every level (1..16).
   int bits = 0;
@@ -97,6 +135,22 @@ struct TensorRecord {
 
   /// Number of elements (product of `shape`; 1 for a 0-d tensor).
   int64_t numel() const;
+  /// kDiffQGroups: number of groups (`numel / group_size`; one group when
+  /// `group_size` is 0, none for an empty tensor). 0 for other encodings.
+  int64_t group_count() const;
+  /// kDiffQGroups: elements per group (`numel` when `group_size` is 0).
+  int64_t group_extent() const;
+  /// True for the encodings that quantize (uniform, diffq, lsq, pq,
+  /// per-channel); false for float32, float16 and integer records.
+  bool is_quantized() const;
+  /// Bits of the element payload alone, without per-tensor headers: bits x
+  /// elements (diffq: sum over groups of extent x bits; pq: log2(K) per
+  /// index plus 16 per codebook entry). 32 / 16 per element for float
+  /// records, 64 for integer records.
+  double payload_bits() const;
+  /// Size in bits of a perfect packing of this record (spec section 5):
+  /// `payload_bits()` plus the per-tensor header of the spec's formulas.
+  double true_bits() const;
 };
 
 /// The quantized state of a whole model.
@@ -108,11 +162,19 @@ struct QuantizedState {
   /// Every parameter of the model, in the model's registration order.
   std::vector<TensorRecord> tensors;
 
-  /// Size in bits of a perfect packing of this state: the size formulas of
-  /// the spec (section 5) applied to what is stored.
+  /// Size in bits of a perfect packing of the model's PARAMETERS: the size
+  /// formulas of the spec (section 5) applied to what is stored (buffers are
+  /// not counted, as in the reference).
   double true_bits() const;
   /// `true_bits()` in MiB (bits / 8 / 2^20).
   double true_mib() const { return true_bits() / 8.0 / 1048576.0; }
+  /// Size in bits of the stored buffers (their `true_bits()`).
+  double buffer_bits() const;
+  /// Mean bit-width over the elements of the quantized records
+  /// (`payload_bits / numel`); 32 when nothing is quantized.
+  double mean_bits() const;
+  /// Number of parameter elements (aliases counted once).
+  int64_t parameter_count() const;
 };
 
 /// Checks a record's internal consistency (payload lengths match the

@@ -18,6 +18,16 @@ const char* entropy_coding_name(EntropyCoding coding) {
   return "unknown";
 }
 
+EntropyCoding parse_entropy_coding(const std::string& name) {
+  std::string known;
+  for (EntropyCoding c : {EntropyCoding::kNone, EntropyCoding::kZstd, EntropyCoding::kRans,
+                          EntropyCoding::kAuto}) {
+    if (name == entropy_coding_name(c)) return c;
+    known += (known.empty() ? "" : ", ") + std::string(entropy_coding_name(c));
+  }
+  throw Error(detail::concat("unknown entropy coding '", name, "' (one of: ", known, ")"));
+}
+
 uint64_t model_fingerprint(const QuantizedState& state) {
   const std::string text = detail::fingerprint_text(state);
   return XXH3_64bits(text.data(), text.size());

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <set>
@@ -19,8 +20,63 @@ const char* encoding_name(Encoding encoding) {
     case Encoding::kDiffQGroups: return "diffq";
     case Encoding::kLSQ: return "lsq";
     case Encoding::kProductQuantized: return "pq";
+    case Encoding::kInteger: return "integer";
+    case Encoding::kPerChannelUniform: return "per_channel";
   }
   return "unknown";
+}
+
+namespace {
+// The value of enum E whose name(value) is `text`, among `values`.
+template <typename E, typename NameOf>
+E parse_named(const std::string& text, std::initializer_list<E> values, NameOf name_of,
+              const char* what) {
+  std::string known;
+  for (E v : values) {
+    if (text == name_of(v)) return v;
+    known += (known.empty() ? "" : ", ") + std::string(name_of(v));
+  }
+  throw Error(detail::concat("unknown ", what, " '", text, "' (one of: ", known, ")"));
+}
+}  // namespace
+
+Encoding parse_encoding(const std::string& name) {
+  return parse_named(name,
+                     {Encoding::kFloat32, Encoding::kFloat16, Encoding::kUniform,
+                      Encoding::kDiffQGroups, Encoding::kLSQ, Encoding::kProductQuantized,
+                      Encoding::kInteger, Encoding::kPerChannelUniform},
+                     encoding_name, "encoding");
+}
+
+const char* record_kind_name(RecordKind kind) {
+  return kind == RecordKind::kBuffer ? "buffer" : "parameter";
+}
+
+RecordKind parse_record_kind(const std::string& name) {
+  return parse_named(name, {RecordKind::kParameter, RecordKind::kBuffer}, record_kind_name,
+                     "record kind");
+}
+
+DType parse_dtype(const std::string& name) {
+  return parse_named(name,
+                     {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kFloat64,
+                      DType::kInt64, DType::kInt32, DType::kInt16, DType::kInt8, DType::kUInt8,
+                      DType::kBool},
+                     dtype_name, "dtype");
+}
+
+bool is_integer(DType dtype) {
+  switch (dtype) {
+    case DType::kInt64:
+    case DType::kInt32:
+    case DType::kInt16:
+    case DType::kInt8:
+    case DType::kUInt8:
+    case DType::kBool:
+      return true;
+    default:
+      return false;
+  }
 }
 
 const char* dtype_name(DType dtype) {
@@ -29,6 +85,12 @@ const char* dtype_name(DType dtype) {
     case DType::kFloat16: return "float16";
     case DType::kBFloat16: return "bfloat16";
     case DType::kFloat64: return "float64";
+    case DType::kInt64: return "int64";
+    case DType::kInt32: return "int32";
+    case DType::kInt16: return "int16";
+    case DType::kInt8: return "int8";
+    case DType::kUInt8: return "uint8";
+    case DType::kBool: return "bool";
   }
   return "unknown";
 }
@@ -45,13 +107,31 @@ int64_t TensorRecord::numel() const {
   return n;
 }
 
+int64_t TensorRecord::group_count() const {
+  if (encoding != Encoding::kDiffQGroups) return 0;
+  const int64_t n = numel();
+  if (group_size == 0) return n == 0 ? 0 : 1;
+  return n / group_size;
+}
+
+int64_t TensorRecord::group_extent() const { return group_size == 0 ? numel() : group_size; }
+
+bool TensorRecord::is_quantized() const {
+  switch (encoding) {
+    case Encoding::kUniform:
+    case Encoding::kDiffQGroups:
+    case Encoding::kLSQ:
+    case Encoding::kProductQuantized:
+    case Encoding::kPerChannelUniform:
+      return true;
+    default:
+      return false;
+  }
+}
+
 namespace {
 
-int64_t num_groups(const TensorRecord& r) {
-  const int64_t n = r.numel();
-  if (r.group_size == 0) return n == 0 ? 0 : 1;
-  return n / r.group_size;
-}
+int64_t num_groups(const TensorRecord& r) { return r.group_count(); }
 
 // Largest of n levels (a loop the compiler vectorises).
 uint32_t max_level(const uint16_t* levels, int64_t n) {
@@ -79,6 +159,25 @@ void validate(const TensorRecord& r) {
     case Encoding::kFloat16:
       size_is(r.values_f16.size(), n, "float16 payload");
       return;
+    case Encoding::kInteger: {
+      DIFFQ_CHECK(is_integer(r.dtype), "tensor '", r.name, "': integer payload for dtype ",
+                  dtype_name(r.dtype));
+      size_is(r.values_i64.size(), n, "integer payload");
+      int64_t lo = std::numeric_limits<int64_t>::min(), hi = std::numeric_limits<int64_t>::max();
+      switch (r.dtype) {
+        case DType::kInt32: lo = INT32_MIN; hi = INT32_MAX; break;
+        case DType::kInt16: lo = INT16_MIN; hi = INT16_MAX; break;
+        case DType::kInt8: lo = INT8_MIN; hi = INT8_MAX; break;
+        case DType::kUInt8: lo = 0; hi = UINT8_MAX; break;
+        case DType::kBool: lo = 0; hi = 1; break;
+        default: break;
+      }
+      for (size_t i = 0; i < r.values_i64.size(); ++i)
+        DIFFQ_CHECK(r.values_i64[i] >= lo && r.values_i64[i] <= hi, "tensor '", r.name,
+                    "': value ", r.values_i64[i], " at index ", i, " does not fit in ",
+                    dtype_name(r.dtype));
+      return;
+    }
     case Encoding::kUniform:
     case Encoding::kLSQ: {
       DIFFQ_CHECK(r.bits >= 1 && r.bits <= 16, "tensor '", r.name, "': bit-width ", r.bits,
@@ -112,7 +211,7 @@ void validate(const TensorRecord& r) {
                     "': group ", g, " has bit-width ", int(r.group_bits[g]), " outside 1..16");
       }
       size_is(r.levels.size(), n, "levels");
-      const int64_t group = r.group_size == 0 ? n : r.group_size;
+      const int64_t group = r.group_extent();
       for (int64_t start = 0; start < n; start += group) {
         const uint32_t limit = 1u << r.group_bits[group_of(r, start)];
         if (max_level(r.levels.data() + start, group) < limit) continue;
@@ -175,6 +274,11 @@ void dequantize_range(const TensorRecord& r, int64_t begin, int64_t end, float* 
     case Encoding::kFloat16:
       for (int64_t i = begin; i < end; ++i) out[i - begin] = half_to_float(r.values_f16[i]);
       break;
+    case Encoding::kInteger:
+      for (int64_t i = begin; i < end; ++i) out[i - begin] = static_cast<float>(r.values_i64[i]);
+      break;
+    case Encoding::kPerChannelUniform:
+      throw Error(detail::concat("tensor '", r.name, "': per-channel records are not readable yet"));
     case Encoding::kUniform:
       for (int64_t i = begin; i < end; ++i) {
         out[i - begin] = uniform_value(r.levels[i], r.bits, r.min, r.max);
@@ -225,38 +329,77 @@ std::vector<float> dequantize(const TensorRecord& r) {
   return out;
 }
 
-namespace {
-double record_bits(const TensorRecord& r) {
-  const double n = static_cast<double>(r.numel());
-  switch (r.encoding) {
+double TensorRecord::payload_bits() const {
+  const double n = static_cast<double>(numel());
+  switch (encoding) {
     case Encoding::kFloat32: return 32.0 * n;
     case Encoding::kFloat16: return 16.0 * n;
-    case Encoding::kUniform: return r.bits * n + 64.0;
-    case Encoding::kLSQ: return r.bits * n + 32.0;
+    case Encoding::kInteger: return 64.0 * n;
+    case Encoding::kUniform:
+    case Encoding::kLSQ:
+    case Encoding::kPerChannelUniform:
+      return bits * n;
     case Encoding::kDiffQGroups: {
-      const double g_eff = r.group_size == 0 ? n : static_cast<double>(r.group_size);
       double sum = 0;
-      int max_bits = 0;
-      for (uint8_t b : r.group_bits) {
-        sum += b;
-        max_bits = std::max<int>(max_bits, b);
-      }
-      const double bits_bits = std::ceil(std::log2(1.0 + std::max(0, max_bits - r.min_bits)));
-      return g_eff * sum + 64.0 + 8.0 + bits_bits * static_cast<double>(r.group_bits.size());
+      for (uint8_t b : group_bits) sum += b;
+      return static_cast<double>(group_extent()) * sum;
     }
     case Encoding::kProductQuantized:
-      return static_cast<double>(r.levels.size()) * std::log2(static_cast<double>(r.num_centroids)) +
-             16.0 * static_cast<double>(r.codebook.size());
+      return static_cast<double>(levels.size()) * std::log2(static_cast<double>(num_centroids)) +
+             16.0 * static_cast<double>(codebook.size());
   }
   return 0.0;
 }
 
-}  // namespace
+double TensorRecord::true_bits() const {
+  const double payload = payload_bits();
+  switch (encoding) {
+    case Encoding::kUniform: return payload + 64.0;
+    case Encoding::kLSQ: return payload + 32.0;
+    case Encoding::kDiffQGroups: {
+      int max_bits = 0;
+      for (uint8_t b : group_bits) max_bits = std::max<int>(max_bits, b);
+      const double bits_bits = std::ceil(std::log2(1.0 + std::max(0, max_bits - min_bits)));
+      return payload + 64.0 + 8.0 + bits_bits * static_cast<double>(group_bits.size());
+    }
+    case Encoding::kPerChannelUniform: {
+      const double channels = shape.empty() ? 1.0 : static_cast<double>(shape[0]);
+      return payload + 64.0 * channels;
+    }
+    default:
+      return payload;
+  }
+}
 
 double QuantizedState::true_bits() const {
   double total = 0;
-  for (const auto& r : tensors) total += record_bits(r);
+  for (const auto& r : tensors)
+    if (r.kind == RecordKind::kParameter) total += r.true_bits();
   return total;
+}
+
+double QuantizedState::buffer_bits() const {
+  double total = 0;
+  for (const auto& r : tensors)
+    if (r.kind == RecordKind::kBuffer) total += r.true_bits();
+  return total;
+}
+
+double QuantizedState::mean_bits() const {
+  double bits = 0, n = 0;
+  for (const auto& r : tensors) {
+    if (r.kind != RecordKind::kParameter || !r.is_quantized()) continue;
+    bits += r.payload_bits();
+    n += static_cast<double>(r.numel());
+  }
+  return n > 0 ? bits / n : 32.0;
+}
+
+int64_t QuantizedState::parameter_count() const {
+  int64_t n = 0;
+  for (const auto& r : tensors)
+    if (r.kind == RecordKind::kParameter) n += r.numel();
+  return n;
 }
 
 float half_to_float(uint16_t h) {
