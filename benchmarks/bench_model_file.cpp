@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <torch/torch.h>
 
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -76,16 +77,11 @@ int main(int argc, char** argv) {
   std::string json_path = "bench_model_file.json";
   std::string data_dir = diffq::data::kFashionMnistDir;
   int threads = 1;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string a = argv[i];
-    if (a == "--json") json_path = argv[i + 1];
-    else if (a == "--threads") threads = std::stoi(argv[i + 1]);
-    else if (a == "--data") data_dir = argv[i + 1];
-    else {
-      std::fprintf(stderr, "usage: bench_model_file [--json FILE] [--threads T] [--data DIR]\n");
-      return 2;
-    }
-  }
+  CLI::App app{"bench_model_file: model-file sizes, save, load and restore times"};
+  app.add_option("--json", json_path, "JSON output")->capture_default_str();
+  app.add_option("--threads", threads, "intra-op threads")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--data", data_dir, "Fashion-MNIST directory")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
   torch::set_num_threads(threads);
   torch::manual_seed(0);
   nlohmann::json report = {{"threads", threads}, {"rows", nlohmann::json::array()},

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
@@ -51,7 +52,10 @@ std::vector<uint16_t> gaussian_levels(size_t n, int bits, std::mt19937& rng) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::string out_path = argc > 1 ? argv[1] : "bench_packing.json";
+  std::string out_path = "bench_packing.json";
+  CLI::App app{"bench_packing: bit-packing and entropy-coding throughput"};
+  app.add_option("--json", out_path, "JSON output")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
   const size_t n = size_t{16} << 20;
   const int all = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::mt19937 rng(2024);

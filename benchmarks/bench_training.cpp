@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -129,16 +130,13 @@ int main(int argc, char** argv) {
   }
   std::string json_path = "bench_training.json";
   int steps = 10, threads = 1, rounds = 3;
-  for (size_t i = 0; i + 1 < args.size(); i += 2) {
-    if (args[i] == "--json") json_path = args[i + 1];
-    else if (args[i] == "--steps") steps = std::stoi(args[i + 1]);
-    else if (args[i] == "--threads") threads = std::stoi(args[i + 1]);
-    else if (args[i] == "--rounds") rounds = std::stoi(args[i + 1]);
-    else {
-      std::cerr << "usage: bench_training [--json FILE] [--steps N] [--threads T] [--rounds R]\n";
-      return 2;
-    }
-  }
+  CLI::App app{"bench_training: training-step time and peak memory with and without each quantizer"};
+  app.add_option("--json", json_path, "JSON output")->capture_default_str();
+  app.add_option("--steps", steps, "timed steps per run")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads, "intra-op threads")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--rounds", rounds, "rounds (each configuration keeps its fastest)")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  CLI11_PARSE(app, argc, argv);
   char self[4096];
   const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   if (n <= 0) return 1;

@@ -22,9 +22,6 @@
 #include <string>
 #include <vector>
 
-#ifndef DIFFQ_SOURCE_DIR
-#define DIFFQ_SOURCE_DIR "."
-#endif
 
 namespace nn = torch::nn;
 
@@ -95,7 +92,7 @@ struct Config {
   int64_t stages = 3;
   double p = 0.1;
   int64_t batch = 128;
-  std::string out = std::string(DIFFQ_SOURCE_DIR) + "/docs/results/quant_noise.md";
+  std::string out;  // markdown table; empty: printed only
 };
 
 using Clock = std::chrono::steady_clock;
@@ -168,7 +165,6 @@ diffq::DiscoveryOptions discovery() {
 
 int main(int argc, char** argv) {
   Config cfg;
-  bool write = true;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -188,10 +184,9 @@ int main(int argc, char** argv) {
     else if (a == "--stages") cfg.stages = std::stoll(next());
     else if (a == "--p") cfg.p = std::stod(next());
     else if (a == "--out") cfg.out = next();
-    else if (a == "--no-write") write = false;
     else if (a == "--quick") {
       cfg.train = 1024; cfg.test = 500; cfg.float_epochs = 0.5; cfg.noise_epochs = 0.25;
-      cfg.stage_epochs = 0.25; cfg.scalar_epochs = 0.25; write = false;
+      cfg.stage_epochs = 0.25; cfg.scalar_epochs = 0.25;
     } else {
       std::fprintf(stderr, "unknown argument %s\n", a.c_str());
       return 2;
@@ -362,7 +357,7 @@ int main(int argc, char** argv) {
   }
   std::printf("%s", verdict.str().c_str());
 
-  if (write) {
+  if (!cfg.out.empty()) {
     std::ofstream md(cfg.out);
     if (!md) {
       std::fprintf(stderr, "cannot write %s\n", cfg.out.c_str());

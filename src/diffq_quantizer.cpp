@@ -7,6 +7,7 @@
 
 #include "diffq/error.h"
 #include "noise/noise_kernels.h"
+#include "option_text.h"
 #include "tensor_convert.h"
 
 namespace diffq {
@@ -61,7 +62,11 @@ DiffQuantizer::DiffQuantizer(const ModelRef& model, DiffQOptions options)
 }
 
 int64_t DiffQuantizer::groups_of(const detail::Slot& slot) const {
-  return options_.group_size() == 0 ? 1 : slot.tensor.numel() / options_.group_size();
+  return slot.tensor.numel() / extent_of(slot);
+}
+
+int64_t DiffQuantizer::extent_of(const detail::Slot& slot) const {
+  return options_.group_size() == 0 ? slot.tensor.numel() : options_.group_size();
 }
 
 torch::Tensor DiffQuantizer::bits_of(const detail::Slot& slot) const {
@@ -157,7 +162,7 @@ torch::Tensor DiffQuantizer::training_data(detail::Slot& slot) {
   if (fused(w)) {
     state.key = noise::mix_key(options_.seed(), static_cast<uint64_t>(steps()), index);
     auto out = torch::empty_like(w, torch::MemoryFormat::Contiguous);
-    const int64_t gs = options_.group_size() == 0 ? 0 : options_.group_size();
+    const int64_t gs = options_.group_size();  // 0: one group (the kernels' convention)
     if (w.scalar_type() == torch::kFloat32) {
       noise::add_noise<float>(w.data_ptr<float>(), out.data_ptr<float>(), w.numel(), gs,
                               scale.data_ptr<float>(), state.key, kind_of(options_.noise()));
@@ -188,7 +193,7 @@ torch::Tensor DiffQuantizer::backward(detail::Slot& slot, const torch::Tensor& g
   auto s = noise_scale(slot.own.detach()).to(torch::kFloat64).to(torch::kCPU);
   if (fused(w)) {
     per_group = torch::empty({groups}, torch::kFloat64);
-    const int64_t gs = options_.group_size() == 0 ? 0 : options_.group_size();
+    const int64_t gs = options_.group_size();  // 0: one group (the kernels' convention)
     if (g.scalar_type() == torch::kFloat32) {
       noise::correlate_noise<float>(g.data_ptr<float>(), g.numel(), gs, state.key,
                                     kind_of(options_.noise()), per_group.data_ptr<double>());
@@ -275,8 +280,7 @@ torch::Tensor DiffQuantizer::model_size() const {
   torch::Tensor total = torch::zeros({}, torch::kFloat64);
   bool first = true;
   for (const auto& slot : slots_) {
-    const double n = static_cast<double>(slot.tensor.numel());
-    const double g_eff = o.group_size() == 0 ? n : static_cast<double>(o.group_size());
+    const double g_eff = static_cast<double>(extent_of(slot));
     auto b = bits_of(slot).to(torch::kFloat64) + o.extra_bits();
     const double max_b = std::round(b.max().item<double>());
     const double bits_bits = std::ceil(std::log2(1.0 + std::max(0.0, max_b - o.min_bits())));
@@ -295,8 +299,7 @@ double DiffQuantizer::true_model_size() const {
   const auto& o = options_;
   double bits = leftover_bits();
   for (const auto& slot : slots_) {
-    const double n = static_cast<double>(slot.tensor.numel());
-    const double g_eff = o.group_size() == 0 ? n : static_cast<double>(o.group_size());
+    const double g_eff = static_cast<double>(extent_of(slot));
     auto tb = true_bits(slot).to(torch::kFloat64);
     const double max_b = tb.max().item<double>();
     const double bits_bits = std::ceil(std::log2(1.0 + std::max(0.0, max_b - o.min_bits())));
@@ -317,16 +320,35 @@ double DiffQuantizer::mean_bits() const {
 
 std::map<std::string, std::string> DiffQuantizer::option_map() const {
   const auto& o = options_;
-  return {{"group_size", std::to_string(o.group_size())},
-          {"min_bits", std::to_string(o.min_bits())},
-          {"max_bits", std::to_string(o.max_bits())},
-          {"init_bits", std::to_string(o.init_bits())},
-          {"extra_bits", std::to_string(o.extra_bits())},
-          {"param", o.param() == Parametrization::kBits ? "bits" : "noise"},
-          {"noise", o.noise() == NoiseKind::kGaussian ? "gaussian" : "uniform"},
-          {"min_size", std::to_string(o.discovery().min_size())},
-          {"float16", o.discovery().float16() ? "true" : "false"},
-          {"detect_bound", o.discovery().detect_bound() ? "true" : "false"}};
+  std::map<std::string, std::string> options{{"group_size", std::to_string(o.group_size())},
+                                             {"min_bits", format_number(o.min_bits())},
+                                             {"max_bits", format_number(o.max_bits())},
+                                             {"init_bits", format_number(o.init_bits())},
+                                             {"extra_bits", format_number(o.extra_bits())},
+                                             {"param", parametrization_name(o.param())},
+                                             {"noise", noise_kind_name(o.noise())}};
+  add_discovery_options(options, o.discovery());
+  return options;
+}
+
+const char* noise_kind_name(NoiseKind kind) {
+  return kind == NoiseKind::kGaussian ? "gaussian" : "uniform";
+}
+
+NoiseKind parse_noise_kind(const std::string& name) {
+  for (auto k : {NoiseKind::kGaussian, NoiseKind::kUniform})
+    if (name == noise_kind_name(k)) return k;
+  throw Error("unknown noise '" + name + "' (gaussian or uniform)");
+}
+
+const char* parametrization_name(Parametrization param) {
+  return param == Parametrization::kBits ? "bits" : "noise";
+}
+
+Parametrization parse_parametrization(const std::string& name) {
+  for (auto p : {Parametrization::kBits, Parametrization::kNoise})
+    if (name == parametrization_name(p)) return p;
+  throw Error("unknown parametrisation '" + name + "' (bits or noise)");
 }
 
 }  // namespace diffq

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "diffq/error.h"
+#include "option_text.h"
 #include "tensor_convert.h"
 
 namespace diffq {
@@ -105,9 +106,9 @@ torch::Tensor LSQQuantizer::model_size() const {
 }
 
 std::map<std::string, std::string> LSQQuantizer::option_map() const {
-  return {{"bits", std::to_string(static_cast<int>(options_.bits()))},
-          {"min_size", std::to_string(options_.discovery().min_size())},
-          {"float16", options_.discovery().float16() ? "true" : "false"}};
+  std::map<std::string, std::string> options{{"bits", std::to_string(static_cast<int>(options_.bits()))}};
+  add_discovery_options(options, options_.discovery());
+  return options;
 }
 
 }  // namespace diffq

@@ -12,13 +12,14 @@
 #include "diffq/error.h"
 #include "name_match.h"
 #include "diffq/kmeans.h"
+#include "diffq/error.h"
+#include "diffq/number_text.h"
+#include "option_text.h"
 #include "tensor_convert.h"
 
 namespace diffq {
 
-namespace {
-
-const char* mode_name(QuantNoiseMode mode) {
+const char* quant_noise_mode_name(QuantNoiseMode mode) {
   switch (mode) {
     case QuantNoiseMode::kProxyDrop: return "proxy_drop";
     case QuantNoiseMode::kScalarInt4: return "int4";
@@ -27,6 +28,22 @@ const char* mode_name(QuantNoiseMode mode) {
   }
   return "unknown";
 }
+
+QuantNoiseMode parse_quant_noise_mode(const std::string& name) {
+  if (name == "proxy") return QuantNoiseMode::kProxyDrop;
+  for (auto m : {QuantNoiseMode::kProxyDrop, QuantNoiseMode::kScalarInt4,
+                 QuantNoiseMode::kScalarInt8, QuantNoiseMode::kIPQ})
+    if (name == quant_noise_mode_name(m)) return m;
+  throw Error("unknown Quant-Noise mode '" + name + "' (one of: proxy (proxy_drop), int4, int8, ipq)");
+}
+
+const char* centroid_reduction_name(CentroidReduction reduction) {
+  return reduction == CentroidReduction::kSum ? "sum" : "mean";
+}
+
+namespace {
+
+const char* mode_name(QuantNoiseMode mode) { return quant_noise_mode_name(mode); }
 
 
 // Channels of the per-channel ranges: dim 0 of tensors with 2+ dims.
@@ -450,19 +467,18 @@ torch::Tensor QuantNoiseQuantizer::model_size() const {
 
 std::map<std::string, std::string> QuantNoiseQuantizer::option_map() const {
   const auto& o = options_;
-  return {{"mode", mode_name(o.mode())},
-          {"p", std::to_string(o.p())},
+  std::map<std::string, std::string> options{{"mode", mode_name(o.mode())},
+          {"p", format_number(o.p())},
           {"block_size", std::to_string(o.block_size())},
           {"conv_block_size", std::to_string(o.conv_block_size())},
           {"num_centroids", std::to_string(o.num_centroids())},
           {"kmeans_iterations", std::to_string(o.kmeans_iterations())},
           {"refresh_every", std::to_string(o.refresh_every())},
           {"per_channel", o.per_channel() ? "true" : "false"},
-          {"centroid_reduction",
-           o.centroid_reduction() == CentroidReduction::kSum ? "sum" : "mean"},
-          {"seed", std::to_string(o.seed())},
-          {"min_size", std::to_string(o.discovery().min_size())},
-          {"float16", o.discovery().float16() ? "true" : "false"}};
+          {"centroid_reduction", centroid_reduction_name(o.centroid_reduction())},
+          {"seed", std::to_string(o.seed())}};
+  add_discovery_options(options, o.discovery());
+  return options;
 }
 
 }  // namespace diffq

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "diffq/error.h"
+#include "option_text.h"
 #include "tensor_convert.h"
 
 namespace diffq {
@@ -64,10 +65,10 @@ torch::Tensor UniformQuantizer::model_size() const {
 }
 
 std::map<std::string, std::string> UniformQuantizer::option_map() const {
-  return {{"bits", std::to_string(static_cast<int>(options_.bits()))},
-          {"qat", options_.qat() ? "true" : "false"},
-          {"min_size", std::to_string(options_.discovery().min_size())},
-          {"float16", options_.discovery().float16() ? "true" : "false"}};
+  std::map<std::string, std::string> options{{"bits", std::to_string(static_cast<int>(options_.bits()))},
+                                             {"qat", options_.qat() ? "true" : "false"}};
+  add_discovery_options(options, options_.discovery());
+  return options;
 }
 
 }  // namespace diffq

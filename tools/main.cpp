@@ -2,8 +2,8 @@
 #include <csignal>
 #include <iostream>
 
-#include "diffq/train/cli.h"
-#include "diffq/train/trainer.h"
+#include "cli.h"
+#include "diffq/train/experiment.h"
 
 namespace {
 extern "C" void on_signal(int sig) {

@@ -27,6 +27,15 @@ enum class Parametrization {
   kNoise,
 };
 
+/// "gaussian" or "uniform".
+const char* noise_kind_name(NoiseKind kind);
+/// The noise kind called `name` (inverse of `noise_kind_name`); throws `diffq::Error`.
+NoiseKind parse_noise_kind(const std::string& name);
+/// "bits" or "noise".
+const char* parametrization_name(Parametrization param);
+/// The parametrisation called `name` (inverse of `parametrization_name`); throws `diffq::Error`.
+Parametrization parse_parametrization(const std::string& name);
+
 /// Options of `DiffQuantizer` (spec section 3).
 struct DiffQOptions {
   /// Elements per group sharing one bit-width; 0 = one per tensor. Must
@@ -85,7 +94,10 @@ class DiffQuantizer : public Quantizer {
   std::map<std::string, std::string> option_map() const override;
 
  private:
+  /// Groups of a slot (one when group_size is 0).
   int64_t groups_of(const detail::Slot& slot) const;
+  /// Elements per group of a slot (all of them when group_size is 0).
+  int64_t extent_of(const detail::Slot& slot) const;
   /// Noise scale s = 1/(2^b - 1) per group (no gradient).
   torch::Tensor noise_scale(const torch::Tensor& logits) const;
   /// d ln s / d l per group.

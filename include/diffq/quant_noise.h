@@ -71,6 +71,14 @@ enum class CentroidReduction {
   kMean,
 };
 
+/// "proxy_drop", "int4", "int8" or "ipq".
+const char* quant_noise_mode_name(QuantNoiseMode mode);
+/// The mode called `name` (inverse of `quant_noise_mode_name`; "proxy" is
+/// accepted for "proxy_drop"); throws `diffq::Error` listing the names.
+QuantNoiseMode parse_quant_noise_mode(const std::string& name);
+/// "sum" or "mean".
+const char* centroid_reduction_name(CentroidReduction reduction);
+
 /// Options of `QuantNoiseQuantizer`.
 struct QuantNoiseOptions {
   /// Which noise / quantizer.

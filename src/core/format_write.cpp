@@ -13,11 +13,10 @@
 #include <ctime>
 #include <random>
 
+#include "diffq/version.h"
+#include "diffq/version.h"
 #include "format_internal.h"
 
-#ifndef DIFFQ_LIBRARY_VERSION
-#define DIFFQ_LIBRARY_VERSION "unknown"
-#endif
 
 namespace diffq {
 namespace {
@@ -91,7 +90,7 @@ EncodedFile encode_file(const QuantizedState& state, const SaveOptions& options)
     json header = {
         {"format", "diffq"},
         {"format_version", kFormatVersion},
-        {"library", {{"name", "diffq"}, {"version", DIFFQ_LIBRARY_VERSION}}},
+        {"library", {{"name", "diffq"}, {"version", kVersion}}},
         {"created", {{"utc", utc_time(now)}}},
         {"method", state.method},
         {"options", state.options},

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "diffq/train/cli.h"
+#include "cli.h"
 
 namespace cli_test {
 

@@ -1,10 +1,9 @@
-# Tests of the diffq command-line tool and the experiments' library (issue 4).
+# Tests of the diffq command-line tool (in-process and as a program).
 diffq_add_test(test_cli
   ${CMAKE_CURRENT_LIST_DIR}/test_cli.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/test_text_data.cpp
   ${CMAKE_CURRENT_LIST_DIR}/test_resume.cpp
   ${CMAKE_CURRENT_LIST_DIR}/test_smoke.cpp)
-target_link_libraries(test_cli PRIVATE diffq_experiments)
+target_link_libraries(test_cli PRIVATE diffq_cli)
 target_compile_definitions(test_cli PRIVATE
   DIFFQ_TOOL="$<TARGET_FILE:diffq_tool>"
   DIFFQ_CLI_FIXTURES="${CMAKE_CURRENT_LIST_DIR}/fixtures")

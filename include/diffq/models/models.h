@@ -5,6 +5,7 @@
 /// model file holding the parameters restores the model completely.
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -50,6 +51,13 @@ std::vector<std::string> task_names();
 /// Builds a model (initialised from torch's global generator). Throws
 /// `diffq::Error` for an unknown task or model.
 std::shared_ptr<Model> make_model(const ModelConfig& config);
+/// The architecture as model-file options (`arch.task`, `arch.model`,
+/// `arch.width`, and for language models `arch.vocab`, `arch.context`,
+/// `arch.dim`, `arch.layers`), numbers written exactly.
+std::map<std::string, std::string> arch_options(const ModelConfig& config);
+/// The inverse of `arch_options`; throws `diffq::Error` naming a missing or
+/// malformed option (a file not written by the training library).
+ModelConfig model_config_from_options(const std::map<std::string, std::string>& options);
 /// Number of parameter elements (tied tensors counted once).
 int64_t count_parameters(torch::nn::Module& model);
 

@@ -1,8 +1,8 @@
 #pragma once
 /// \file methods.h
-/// The registry of compression methods used by the `diffq` tool and the
-/// trainer. Adding a method is one entry in tools/methods.cpp: a name, a
-/// summary, the options it reads, and a factory building its quantizer.
+/// The registry of compression methods of the training library. Adding a
+/// method is one entry in src/train/methods.cpp: a name, a summary, the
+/// options it reads, and a factory building its quantizer.
 
 #include <cstdint>
 #include <functional>
@@ -13,33 +13,41 @@
 
 #include <nlohmann/json.hpp>
 
+#include "diffq/diffq_quantizer.h"
 #include "diffq/model_ref.h"
 #include "diffq/quantizer.h"
 
 namespace diffq {
 namespace train {
 
-/// Options of every method (each method reads the ones it lists).
+/// Options of every method (each method reads the ones it lists). The
+/// defaults are those of the quantizers' own options structs.
 struct MethodOptions {
-  /// ptq / qat / lsq: bit-width.
+  /// ptq / qat / lsq / quant-noise: bit-width.
   int bits = 4;
   /// diffq: λ, the penalty on the model size in MiB.
   double penalty = 5.0;
   /// diffq: weights sharing one bit-width (0 = one per tensor).
-  int64_t group_size = 16;
+  int64_t group_size = DiffQOptions().group_size();
   /// Learning rate of the quantizer's own parameters (DiffQ bits' logits,
   /// LSQ steps), in their own Adam optimizer. 0 = the method's default.
   double bits_lr = 0.0;
-  /// diffq: bit-width range, initial and extra bits.
-  double min_bits = 2, max_bits = 15, init_bits = 8, extra_bits = 0;
-  /// diffq: "bits" or "noise" parametrisation.
-  std::string param = "bits";
-  /// diffq: "gaussian" or "uniform" noise.
-  std::string noise = "gaussian";
+  /// diffq: lowest bit-width.
+  double min_bits = DiffQOptions().min_bits();
+  /// diffq: highest bit-width.
+  double max_bits = DiffQOptions().max_bits();
+  /// diffq: initial bit-width.
+  double init_bits = DiffQOptions().init_bits();
+  /// diffq: bits added at true quantization and in the size.
+  double extra_bits = DiffQOptions().extra_bits();
+  /// diffq: "bits" or "noise" parametrisation (`parametrization_name`).
+  std::string param = parametrization_name(DiffQOptions().param());
+  /// diffq: "gaussian" or "uniform" noise (`noise_kind_name`).
+  std::string noise = noise_kind_name(DiffQOptions().noise());
   /// Discovery: tensors of at most floor(min_size·2^20/4) elements stay float.
-  double min_size = 0.01;
+  double min_size = DiscoveryOptions().min_size();
   /// Discovery: store the float leftovers as float16.
-  bool float16 = false;
+  bool float16 = DiscoveryOptions().float16();
   /// Discovery: fnmatch globs of parameters left in float.
   std::vector<std::string> exclude;
   /// Method-specific options given as `--opt key=value` (for methods added
@@ -48,7 +56,15 @@ struct MethodOptions {
 
   /// `extra[key]` as a number, or `fallback` when absent (throws when not a number).
   double number(const std::string& key, double fallback) const;
+  /// The discovery options these fields describe.
+  DiscoveryOptions discovery() const;
 };
+
+/// Every field of `options` as JSON (numbers exact, `extra` as an object).
+nlohmann::json to_json(const MethodOptions& options);
+/// The inverse of `to_json`; absent fields keep their defaults, unknown
+/// fields are refused with `diffq::Error`.
+MethodOptions method_options_from_json(const nlohmann::json& json);
 
 /// A compression method.
 struct MethodInfo {
@@ -77,7 +93,7 @@ struct MethodInfo {
 const std::vector<MethodInfo>& methods();
 /// The method called `name`; throws `diffq::Error` listing the known ones.
 const MethodInfo& find_method(const std::string& name);
-/// The options a method reads, as JSON (for metrics.json and the model file).
+/// The options a method reads, as JSON (for metrics.json and the run identity).
 nlohmann::json options_json(const MethodInfo& method, const MethodOptions& options);
 
 }  // namespace train

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "diffq/error.h"
+#include "diffq/number_text.h"
 
 namespace diffq {
 namespace models {
@@ -278,6 +279,44 @@ int64_t count_parameters(torch::nn::Module& model) {
     if (seen.insert(p.unsafeGetTensorImpl()).second) n += p.numel();
   }
   return n;
+}
+
+}  // namespace models
+}  // namespace diffq
+
+namespace diffq {
+namespace models {
+
+std::map<std::string, std::string> arch_options(const ModelConfig& c) {
+  std::map<std::string, std::string> o{
+      {"arch.task", c.task}, {"arch.model", c.name}, {"arch.width", format_number(c.width)}};
+  if (c.task == "kjv-lm") {
+    o["arch.vocab"] = std::to_string(c.vocab);
+    o["arch.context"] = std::to_string(c.context);
+    o["arch.dim"] = std::to_string(c.dim);
+    o["arch.layers"] = std::to_string(c.layers);
+  }
+  return o;
+}
+
+ModelConfig model_config_from_options(const std::map<std::string, std::string>& options) {
+  auto get = [&](const std::string& key) -> const std::string& {
+    auto it = options.find(key);
+    DIFFQ_CHECK(it != options.end(), "the model file has no '", key,
+                "' option: it was not written by `diffq train`, so its architecture is unknown");
+    return it->second;
+  };
+  ModelConfig c;
+  c.task = get("arch.task");
+  c.name = get("arch.model");
+  c.width = parse_number(get("arch.width"), "arch.width");
+  if (c.task == "kjv-lm") {
+    c.vocab = parse_integer(get("arch.vocab"), "arch.vocab");
+    c.context = parse_integer(get("arch.context"), "arch.context");
+    c.dim = parse_integer(get("arch.dim"), "arch.dim");
+    c.layers = parse_integer(get("arch.layers"), "arch.layers");
+  }
+  return c;
 }
 
 }  // namespace models

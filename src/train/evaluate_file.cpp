@@ -1,0 +1,56 @@
+// Evaluation of a model file on its task (see experiment.h).
+#include <filesystem>
+
+#include <torch/torch.h>
+
+#include "diffq/error.h"
+#include "diffq/format.h"
+#include "diffq/number_text.h"
+#include "diffq/restore.h"
+#include "diffq/train/experiment.h"
+#include "diffq/train/tasks.h"
+#include "run_record.h"
+
+namespace diffq {
+namespace train {
+
+std::shared_ptr<models::Model> model_from_state(const QuantizedState& state) {
+  auto model = models::make_model(models::model_config_from_options(state.options));
+  restore(*model, state);
+  return model;
+}
+
+EvalResult evaluate_file(const std::string& path, const DataOptions& d, int threads) {
+  torch::set_num_threads(std::max(1, threads));
+  const auto state = load(path);
+  const uint64_t file_bytes = std::filesystem::file_size(path);
+  auto model = model_from_state(state);
+  models::ModelConfig c = models::model_config_from_options(state.options);
+  DataOptions data_options = d;
+  data_options.train_limit = 1;
+  if (c.task == "kjv-lm") {
+    auto it = state.options.find("data.vocab_size");
+    DIFFQ_CHECK(it != state.options.end(), "the model file has no 'data.vocab_size' option");
+    data_options.vocab_size = parse_integer(it->second, "data.vocab_size");
+  }
+  const int64_t model_vocab = c.vocab;
+  auto data = load_task_data(c, data_options);
+  if (data.lm)
+    DIFFQ_CHECK(data.vocab == model_vocab, "the text gives a vocabulary of ", data.vocab,
+                " words but the model has ", model_vocab);
+  EvalResult r;
+  auto& m = r.metrics;
+  m["file"] = path;
+  m["task"] = c.task;
+  m["model"] = c.name;
+  auto run = state.options.find("run.method");
+  m["method"] = run != state.options.end() ? run->second : state.method;
+  m["params"] = models::count_parameters(*model);
+  m.update(evaluate_task(model_handle(model), data, "test"));
+  m["test_examples"] = data.test_examples();
+  m.update(size_metrics(state, file_bytes));
+  return r;
+}
+
+}  // namespace train
+}  // namespace diffq

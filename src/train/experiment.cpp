@@ -1,0 +1,255 @@
+// The experiments' runner (see include/diffq/train/experiment.h): a run is
+// a Trainer over a task's data, plus a run directory (checkpoints, log,
+// metrics, model file) and a progress display.
+#include "diffq/train/experiment.h"
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <iostream>
+
+#include <torch/torch.h>
+
+#include "diffq/error.h"
+#include "diffq/format.h"
+#include "diffq/train/loop.h"
+#include "diffq/train/tasks.h"
+#include "progress.h"
+#include "run_dir.h"
+#include "run_record.h"
+#include "seeds.h"
+
+namespace diffq {
+namespace train {
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+// Running statistics of the current epoch.
+struct Score {
+  double loss_sum = 0, correct = 0, count = 0;
+};
+
+TrainerOptions trainer_options(const TrainConfig& c, int64_t total_steps) {
+  return TrainerOptions()
+      .method(c.method)
+      .method_options(c.method_options)
+      .lr(c.lr)
+      .weight_decay(c.weight_decay)
+      .schedule(parse_schedule(c.schedule))
+      .total_steps(total_steps)
+      .clip(c.clip)
+      .seed(c.seed);
+}
+
+class Run {
+ public:
+  explicit Run(const TrainConfig& config)
+      : config_(config),
+        dir_(config.out_dir),
+        data_(load_task_data(config_.model, config_.data)),
+        model_(build_model()),
+        plan_{data_.train_examples(), config_.batch_size, config_.epochs},
+        trainer_(model_handle(model_), trainer_options(config_, plan_.total_steps())),
+        identity_(run_identity(config_).dump()),
+        progress_(config_.progress, config_.progress_stream ? *config_.progress_stream : std::cerr, data_.lm) {}
+
+  TrainResult execute(bool resume) {
+    if (resume) restore();
+    else dir_.reset_log(0);
+    TrainResult result;
+    LoopHooks hooks;
+    hooks.batch = [this](const torch::Tensor& index, const Position& pos) {
+      step_start_ = std::chrono::steady_clock::now();
+      auto xy = task_batch(data_, index, config_.augment,
+                           derive_seed(config_.seed, uint64_t(pos.global_step), Stream::kAugment));
+      targets_ = xy.second;
+      return Batch{xy.first, xy.second};
+    };
+    hooks.start_epoch = [this](const Position& pos) {
+      progress_.start_epoch(pos.epoch, config_.epochs, plan_.steps_per_epoch(), pos.step);
+    };
+    hooks.after_step = [this](const Position& pos, const StepResult& r) { after_step(pos, r); };
+    hooks.end_epoch = [this](const Position& pos) { end_epoch(pos); };
+    hooks.should_stop = [this](const Position&) { return stop_; };
+    if (!run_epochs(trainer_, plan_, position_, hooks)) {
+      progress_.finish_line();
+      progress_.message(dir_.writes() ? "stopped; resume with --resume (checkpoint " + dir_.checkpoint() + ")"
+                                      : "stopped");
+      result.interrupted = true;
+      return result;
+    }
+    finish(result);
+    return result;
+  }
+
+ private:
+  std::shared_ptr<models::Model> build_model() {
+    torch::manual_seed(derive_seed(config_.seed, 0, Stream::kInit));
+    auto model = models::make_model(config_.model);
+    model->train();
+    return model;
+  }
+
+  nlohmann::json record() const {
+    return {{"identity", identity_},
+            {"epoch", position_.epoch},
+            {"step", position_.step},
+            {"log_lines", log_lines_},
+            {"train_seconds", train_seconds_},
+            {"score", {score_.loss_sum, score_.correct, score_.count}}};
+  }
+
+  void checkpoint(const nlohmann::json& record) {
+    if (dir_.writes()) trainer_.save_checkpoint(dir_.checkpoint(), record);
+  }
+
+  void restore() {
+    const auto r = trainer_.load_checkpoint(dir_.checkpoint());
+    if (r.value("identity", "") != identity_) refuse_other_run(r.value("identity", "{}"));
+    position_.epoch = r.at("epoch").get<int64_t>();
+    position_.step = r.at("step").get<int64_t>();
+    position_.global_step = trainer_.global_step();
+    log_lines_ = r.at("log_lines").get<int64_t>();
+    train_seconds_ = r.at("train_seconds").get<double>();
+    const auto& s = r.at("score");
+    score_ = Score{s.at(0).get<double>(), s.at(1).get<double>(), s.at(2).get<double>()};
+    dir_.reset_log(log_lines_);
+    progress_.message("resuming " + dir_.dir() + " at epoch " + std::to_string(position_.epoch + 1) + ", step " +
+                      std::to_string(position_.step) + "/" + std::to_string(plan_.steps_per_epoch()));
+  }
+
+  [[noreturn]] void refuse_other_run(const std::string& saved_text) const {
+    auto saved = nlohmann::json::parse(saved_text, nullptr, false);
+    const auto now = nlohmann::json::parse(identity_);
+    std::string diff;
+    for (auto it = now.begin(); it != now.end(); ++it)
+      if (saved.is_discarded() || !saved.contains(it.key()) || saved[it.key()] != it.value())
+        diff += " " + it.key() + " (checkpoint " +
+                (!saved.is_discarded() && saved.contains(it.key()) ? saved[it.key()].dump() : "-") + ", now " +
+                it.value().dump() + ")";
+    throw Error("the checkpoint '" + dir_.checkpoint() + "' belongs to a different run; differences:" + diff +
+                " (use --overwrite to start over)");
+  }
+
+  void after_step(const Position& pos, const StepResult& r) {
+    const double n = double(r.outputs.numel() / r.outputs.size(-1));
+    score_.loss_sum += r.loss.item<double>() * n;
+    score_.correct += r.outputs.argmax(-1).reshape(-1).eq(targets_.reshape(-1)).sum().item<double>();
+    score_.count += n;
+    train_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start_).count();
+    progress_.update(pos.step, score_.loss_sum / score_.count, score_.correct / score_.count, trainer_.mean_bits());
+    stop_ = g_stop.load() || (config_.stop_after_step > 0 && pos.global_step == config_.stop_after_step);
+    const bool periodic = config_.checkpoint_every > 0 && pos.global_step % config_.checkpoint_every == 0;
+    if (pos.step < plan_.steps_per_epoch() && (periodic || stop_)) checkpoint(record());
+  }
+
+  void end_epoch(const Position& pos) {
+    nlohmann::json line{{"epoch", pos.epoch + 1}, {"steps", pos.global_step}};
+    line["train_loss"] = score_.loss_sum / score_.count;
+    if (data_.lm) line["train_perplexity"] = std::exp(score_.loss_sum / score_.count);
+    else line["train_accuracy"] = 100.0 * score_.correct / score_.count;
+    const auto score = evaluate_quantized("valid");
+    if (data_.lm) line["valid_perplexity"] = score["perplexity"];
+    else line["test_accuracy"] = score["accuracy"];
+    line["mean_bits"] = trainer_.mean_bits();
+    line["true_mib"] = trainer_.quantizer() ? trainer_.quantizer()->true_model_size()
+                                            : double(models::count_parameters(*model_)) * 4 / 1048576.0;
+    line["train_seconds"] = train_seconds_;
+    progress_.end_epoch(line);
+    dir_.append_log(line);
+    ++log_lines_;
+    score_ = Score();
+    stop_ = g_stop.load() || (config_.stop_after_step > 0 && pos.global_step == config_.stop_after_step);
+    if (pos.epoch + 1 < config_.epochs) {
+      auto next = record();
+      next["epoch"] = pos.epoch + 1;
+      next["step"] = 0;
+      checkpoint(next);
+    }
+  }
+
+  // The method's true quantized weights (or the float ones), in eval mode.
+  nlohmann::json evaluate_quantized(const std::string& split) {
+    const auto handle = model_handle(model_);
+    if (!trainer_.quantizer()) return evaluate_task(handle, data_, split);
+    auto scope = trainer_.quantizer()->quantized_evaluation();
+    return evaluate_task(handle, data_, split);
+  }
+
+  void finish(TrainResult& result) {
+    const auto t0 = std::chrono::steady_clock::now();
+    QuantizedState state = trainer_.quantized_state();
+    record_run(state, config_);
+    const SaveOptions save_options = SaveOptions().entropy_coding(parse_entropy_coding(config_.coding)).threads(1);
+    uint64_t file_bytes = 0;
+    if (dir_.writes()) {
+      save(state, dir_.model(), save_options);
+      state = load(dir_.model());  // what the file holds, read back once
+      file_bytes = std::filesystem::file_size(dir_.model());
+    } else {
+      file_bytes = serialize(state, save_options).size();
+    }
+    auto& m = result.metrics;
+    m = {{"task", config_.model.task}, {"model", config_.model.name}, {"method", config_.method},
+         {"params", models::count_parameters(*model_)}};
+    m.update(score_metrics(evaluate_task(model_handle(model_from_state(state)), data_, "test"), data_));
+    if (trainer_.quantizer()) {
+      const auto latent = evaluate_task(model_handle(model_), data_, "test");
+      m[data_.lm ? "latent_float_perplexity" : "latent_float_accuracy"] = latent[data_.lm ? "perplexity" : "accuracy"];
+    }
+    m.update(size_metrics(state, file_bytes));
+    m.update({{"epochs", config_.epochs}, {"steps", position_.global_step}, {"train_seconds", train_seconds_},
+              {"eval_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},
+              {"train_examples", plan_.examples}, {"test_examples", data_.test_examples()},
+              {"batch_size", config_.batch_size}, {"seed", config_.seed}, {"threads", config_.threads},
+              {"model_file", dir_.writes() ? dir_.model() : ""}});
+    m["options"] = metrics_options(config_, data_.lm);
+    progress_.final_summary(m);
+    dir_.finish(m);
+    result.state = std::move(state);
+  }
+
+  TrainConfig config_;
+  RunDirectory dir_;
+  TaskData data_;
+  std::shared_ptr<models::Model> model_;
+  LoopPlan plan_;
+  Trainer trainer_;
+  std::string identity_;
+  Progress progress_;
+  Position position_;
+  Score score_;
+  int64_t log_lines_ = 0;
+  double train_seconds_ = 0;
+  bool stop_ = false;
+  torch::Tensor targets_;
+  std::chrono::steady_clock::time_point step_start_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace
+
+void request_stop() { g_stop.store(true); }
+
+TrainResult run_training(const TrainConfig& requested) {
+  check_config(requested);
+  TrainConfig config = requested;
+  auto& own_lr = config.method_options.bits_lr;
+  if (own_lr <= 0) own_lr = find_method(config.method).default_own_lr(config.lr);
+  torch::set_num_threads(config.threads);
+  g_stop.store(false);
+  RunDirectory dir(config.out_dir);
+  const auto start = dir.prepare(config);
+  if (start == RunDirectory::Start::kFinished) {
+    TrainResult r;
+    r.metrics = dir.finished_metrics();
+    r.state = load(dir.model());
+    return r;
+  }
+  Run run(config);
+  return run.execute(start == RunDirectory::Start::kResume);
+}
+
+}  // namespace train
+}  // namespace diffq

@@ -1,0 +1,200 @@
+// The registry of compression methods. To add a method, add one entry to
+// `registry()` below (and, if it needs options of its own, read them from
+// `MethodOptions::extra` via `number()` or add a field to MethodOptions).
+#include "diffq/train/methods.h"
+
+#include <cstdlib>
+#include <type_traits>
+
+#include "diffq/quant_noise.h"
+
+#include "diffq/diffq_quantizer.h"
+#include "diffq/error.h"
+#include "diffq/lsq_quantizer.h"
+#include "diffq/number_text.h"
+#include "diffq/uniform_quantizer.h"
+
+namespace diffq {
+namespace train {
+
+namespace {
+
+DiscoveryOptions discovery(const MethodOptions& o) { return o.discovery(); }
+
+// Every field of MethodOptions but `extra`, by name: the one list that JSON
+// writing, reading and the per-method option lists use.
+template <typename Options, typename Visit>
+void for_each_field(Options& o, Visit&& visit) {
+  visit("bits", o.bits);
+  visit("penalty", o.penalty);
+  visit("group_size", o.group_size);
+  visit("bits_lr", o.bits_lr);
+  visit("min_bits", o.min_bits);
+  visit("max_bits", o.max_bits);
+  visit("init_bits", o.init_bits);
+  visit("extra_bits", o.extra_bits);
+  visit("param", o.param);
+  visit("noise", o.noise);
+  visit("min_size", o.min_size);
+  visit("float16", o.float16);
+  visit("exclude", o.exclude);
+}
+
+// The options every quantizing method reads (discovery), after its own.
+std::vector<std::string> with_discovery(std::vector<std::string> own) {
+  for (const char* d : {"min_size", "float16", "exclude"}) own.push_back(d);
+  return own;
+}
+
+MethodInfo method(std::string name, std::string summary, std::vector<std::string> options = {}) {
+  MethodInfo m;
+  m.name = std::move(name);
+  m.summary = std::move(summary);
+  m.options = std::move(options);
+  return m;
+}
+
+MethodInfo uniform_method(bool qat) {
+  auto m = qat ? method("qat", "quantization-aware training, uniform --bits, straight-through estimator",
+                        with_discovery({"bits"}))
+               : method("ptq", "train in float, then uniform min/max quantization to --bits", with_discovery({"bits"}));
+  m.make = [qat](const ModelRef& model, const MethodOptions& o, uint64_t) {
+    return std::unique_ptr<Quantizer>(
+        new UniformQuantizer(model, UniformOptions().bits(o.bits).qat(qat).discovery(discovery(o))));
+  };
+  return m;
+}
+
+MethodInfo lsq_method() {
+  auto m = method("lsq", "learned step size quantization (LSQ) at --bits", with_discovery({"bits", "bits_lr"}));
+  m.make = [](const ModelRef& model, const MethodOptions& o, uint64_t) {
+    return std::unique_ptr<Quantizer>(new LSQQuantizer(model, LSQOptions().bits(o.bits).discovery(discovery(o))));
+  };
+  return m;
+}
+
+MethodInfo diffq_method() {
+  auto m = method("diffq", "DiffQ: pseudo quantization noise, learned bits per group, size penalty --penalty",
+                  with_discovery({"penalty", "group_size", "bits_lr", "min_bits", "max_bits", "init_bits",
+                                  "extra_bits", "param", "noise"}));
+  m.penalized = true;  // its noise is a function of the step: set_steps() on resume
+  m.default_own_lr = [](double) { return 1e-2; };
+  m.make = [](const ModelRef& model, const MethodOptions& o, uint64_t seed) {
+    return std::unique_ptr<Quantizer>(new DiffQuantizer(
+        model, DiffQOptions()
+                   .group_size(o.group_size)
+                   .min_bits(o.min_bits)
+                   .max_bits(o.max_bits)
+                   .init_bits(o.init_bits)
+                   .extra_bits(o.extra_bits)
+                   .param(parse_parametrization(o.param))
+                   .noise(parse_noise_kind(o.noise))
+                   .seed(seed * 0x9E3779B97F4A7C15ull + 0x5eed)
+                   .discovery(discovery(o))));
+  };
+  return m;
+}
+
+std::unique_ptr<Quantizer> make_quant_noise(const ModelRef& model, const MethodOptions& o, uint64_t seed) {
+  const auto it = o.extra.find("qn_mode");
+  QuantNoiseMode mode;
+  if (it != o.extra.end()) {
+    mode = parse_quant_noise_mode(it->second);
+  } else {
+    DIFFQ_CHECK(o.bits == 4 || o.bits == 8, "quant-noise's scalar modes take --bits 4 or 8, not ", o.bits,
+                " (or choose --opt qn_mode=proxy|ipq)");
+    mode = o.bits == 4 ? QuantNoiseMode::kScalarInt4 : QuantNoiseMode::kScalarInt8;
+  }
+  auto options = QuantNoiseOptions()
+                     .mode(mode)
+                     .p(o.number("p", mode == QuantNoiseMode::kIPQ ? 0.1 : 0.5))
+                     .block_size(static_cast<int64_t>(o.number("block_size", 8)))
+                     .num_centroids(static_cast<int64_t>(o.number("centroids", 256)))
+                     .seed(seed)
+                     .discovery(discovery(o));
+  auto q = std::make_unique<QuantNoiseQuantizer>(model, options);
+  if (mode == QuantNoiseMode::kIPQ) q->quantize_stage({"*"});  // the centroids are in parameters()
+  return q;
+}
+
+MethodInfo quant_noise_method() {
+  auto m = method("quant-noise",
+                  "Quant-Noise: scalar int4/int8 noise (--bits 4|8), or --opt qn_mode=proxy|ipq; --opt p=, "
+                  "block_size=, centroids= (iPQ: one stage, k-means on the weights at the start)",
+                  with_discovery({"bits", "bits_lr"}));
+  m.replay_steps_on_resume = true;  // Bernoulli masks come from a generator it owns
+  m.make = make_quant_noise;
+  return m;
+}
+
+std::vector<MethodInfo> registry() {
+  return {method("fp32", "float32 baseline, no quantization"), uniform_method(false), uniform_method(true),
+          lsq_method(), diffq_method(), quant_noise_method()};
+}
+
+}  // namespace
+
+double MethodOptions::number(const std::string& key, double fallback) const {
+  auto it = extra.find(key);
+  if (it == extra.end()) return fallback;
+  return parse_number(it->second, "option " + key);
+}
+
+const std::vector<MethodInfo>& methods() {
+  static const std::vector<MethodInfo> all = registry();
+  return all;
+}
+
+const MethodInfo& find_method(const std::string& name) {
+  std::string known;
+  for (const auto& m : methods()) {
+    if (m.name == name) return m;
+    known += (known.empty() ? "" : ", ") + m.name;
+  }
+  throw Error("unknown method '" + name + "' (one of: " + known + ")");
+}
+
+DiscoveryOptions MethodOptions::discovery() const {
+  return DiscoveryOptions().min_size(min_size).float16(float16).exclude(exclude);
+}
+
+nlohmann::json to_json(const MethodOptions& o) {
+  nlohmann::json j = nlohmann::json::object();
+  for_each_field(o, [&](const char* name, const auto& value) { j[name] = value; });
+  j["extra"] = o.extra;
+  return j;
+}
+
+MethodOptions method_options_from_json(const nlohmann::json& j) {
+  DIFFQ_CHECK(j.is_object(), "method options must be a JSON object, not ", j.dump());
+  MethodOptions o;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    bool known = false;
+    if (it.key() == "extra") {
+      o.extra = it.value().get<std::map<std::string, std::string>>();
+      continue;
+    }
+    for_each_field(o, [&](const char* name, auto& value) {
+      if (it.key() != name) return;
+      known = true;
+      try {
+        value = it.value().get<std::decay_t<decltype(value)>>();
+      } catch (const nlohmann::json::exception&) {
+        throw Error(std::string("method option '") + name + "' has the wrong type: " + it.value().dump());
+      }
+    });
+    DIFFQ_CHECK(known, "unknown method option '", it.key(), "'");
+  }
+  return o;
+}
+
+nlohmann::json options_json(const MethodInfo& method, const MethodOptions& o) {
+  const nlohmann::json all = to_json(o);
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& key : method.options) j[key] = all.at(key);
+  for (const auto& kv : o.extra) j[kv.first] = kv.second;
+  return j;
+}
+
+}  // namespace train
+}  // namespace diffq
