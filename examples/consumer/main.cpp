@@ -21,6 +21,7 @@ int main() {
   auto y = x.slice(1, 0, 4).argmax(1);  // a learnable rule
   diffq::train::MethodOptions options;
   options.min_size = 0;
+  options.group_size = 4;
   diffq::train::Trainer trainer(net, diffq::train::TrainerOptions().method("diffq").method_options(options).lr(1e-2));
   trainer.fit(x, y, /*epochs=*/5, /*batch_size=*/32);
   const auto state = trainer.quantized_state();
