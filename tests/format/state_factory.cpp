@@ -3,7 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstring>
+
+#include "diffq/format.h"
 
 namespace diffq_test {
 
@@ -117,6 +120,13 @@ diffq::QuantizedState mixed_state(uint32_t seed) {
   return state;
 }
 
+std::string fingerprint_hex(const diffq::QuantizedState& state) {
+  char text[17];
+  std::snprintf(text, sizeof(text), "%016llx",
+                static_cast<unsigned long long>(diffq::model_fingerprint(state)));
+  return text;
+}
+
 void expect_identical(const diffq::QuantizedState& a, const diffq::QuantizedState& b) {
   EXPECT_EQ(a.method, b.method);
   EXPECT_EQ(a.options, b.options);
@@ -126,6 +136,7 @@ void expect_identical(const diffq::QuantizedState& a, const diffq::QuantizedStat
     const TensorRecord& y = b.tensors[i];
     SCOPED_TRACE("tensor " + x.name);
     EXPECT_EQ(x.name, y.name);
+    EXPECT_EQ(x.kind, y.kind);
     EXPECT_EQ(x.aliases, y.aliases);
     EXPECT_EQ(x.shape, y.shape);
     EXPECT_EQ(x.dtype, y.dtype);
@@ -134,6 +145,7 @@ void expect_identical(const diffq::QuantizedState& a, const diffq::QuantizedStat
     EXPECT_TRUE(x.values_f32.empty() ||
                 std::memcmp(x.values_f32.data(), y.values_f32.data(), x.values_f32.size() * 4) == 0);
     EXPECT_EQ(x.values_f16, y.values_f16);
+    EXPECT_EQ(x.values_i64, y.values_i64);
     EXPECT_EQ(x.levels, y.levels);
     EXPECT_EQ(x.codebook, y.codebook);
     EXPECT_EQ(x.group_bits, y.group_bits);
