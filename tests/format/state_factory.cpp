@@ -120,10 +120,10 @@ diffq::QuantizedState mixed_state(uint32_t seed) {
   return state;
 }
 
-std::string fingerprint_hex(const diffq::QuantizedState& state) {
+std::string fingerprint_hex(const diffq::QuantizedState& state, uint32_t format_version) {
   char text[17];
   std::snprintf(text, sizeof(text), "%016llx",
-                static_cast<unsigned long long>(diffq::model_fingerprint(state)));
+                static_cast<unsigned long long>(diffq::model_fingerprint(state, format_version)));
   return text;
 }
 

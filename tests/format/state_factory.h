@@ -33,8 +33,9 @@ diffq::TensorRecord pq_record(const std::string& name, int64_t blocks, int64_t b
 /// A small state with one record of every encoding, tied aliases and options.
 diffq::QuantizedState mixed_state(uint32_t seed);
 
-/// The model fingerprint of `state` as 16 lowercase hex digits (as in files).
-std::string fingerprint_hex(const diffq::QuantizedState& state);
+/// The model fingerprint of `state` (as defined by file format
+/// `format_version`) as 16 lowercase hex digits, as in files.
+std::string fingerprint_hex(const diffq::QuantizedState& state, uint32_t format_version);
 
 /// Asserts (gtest) that two states are identical, floats bit for bit.
 void expect_identical(const diffq::QuantizedState& a, const diffq::QuantizedState& b);

@@ -120,8 +120,11 @@ TEST(CorruptionMessages, NameTheProblem) {
   EXPECT_NE(load_error(junk).find("bad magic"), std::string::npos);
 
   auto newer = bytes;
-  newer[8] = 2;
-  EXPECT_NE(load_error(newer).find("format version 2 is newer than supported 1"), std::string::npos);
+  newer[8] = 3;
+  EXPECT_NE(load_error(newer).find("format version 3 is newer than supported 2"), std::string::npos);
+  auto zero = bytes;
+  zero[8] = 0;
+  EXPECT_NE(load_error(zero).find("invalid format version 0"), std::string::npos);
 
   auto payload = bytes;
   const auto header = header_of(bytes);

@@ -56,7 +56,8 @@ TEST_P(V1Fixture, LoadsToTheFactoryState) {
   EXPECT_EQ(info.format_version, 1u);
   EXPECT_EQ(info.created_utc, "1970-01-01T00:00:00Z");
   EXPECT_EQ(info.method, "diffq");
-  EXPECT_EQ(info.fingerprint, diffq_test::fingerprint_hex(expected));
+  EXPECT_EQ(info.fingerprint, diffq_test::fingerprint_hex(expected, 1));  // v1 text, no kinds
+  EXPECT_NE(info.fingerprint, diffq_test::fingerprint_hex(expected, 2));
   EXPECT_DOUBLE_EQ(info.true_bits, expected.true_bits());
 }
 
@@ -65,6 +66,8 @@ TEST_P(V1Fixture, RewritesAsTheCurrentVersion) {
   const diffq::QuantizedState loaded = diffq::load_from_memory(bytes.data(), bytes.size());
   const auto again = diffq::serialize(loaded, diffq::SaveOptions().entropy_coding(GetParam()));
   EXPECT_EQ(again[8], diffq::kFormatVersion);
+  EXPECT_EQ(diffq::inspect_memory(again.data(), again.size()).fingerprint,
+            diffq_test::fingerprint_hex(loaded, diffq::kFormatVersion));
   diffq_test::expect_identical(loaded, diffq::load_from_memory(again.data(), again.size()));
 }
 
