@@ -176,7 +176,7 @@ TensorHeader parse_tensor(const json& entry, size_t index, uint32_t version) {
   h.name = f.string("name");
   DIFFQ_CHECK(!h.name.empty(), where, " has an empty name");
   const std::string owner = "tensor '" + h.name + "'";
-  if (version >= 2) h.kind = parse_named(parse_record_kind, f.string("kind"), owner);
+  if (version >= 2) h.kind = parse_named(parse_record_kind, Fields(entry, owner).string("kind"), owner);
   const json& aliases = f.at("aliases");
   DIFFQ_CHECK(aliases.is_array(), owner, ": aliases is not an array");
   for (const json& alias : aliases) {
