@@ -519,7 +519,8 @@ TEST(QuantNoise, SizesOfScalarModes) {
   QuantNoiseQuantizer q4(layer, QuantNoiseOptions().mode(QuantNoiseMode::kScalarInt4).discovery(all_params().exclude({"bias"})));
   EXPECT_DOUBLE_EQ(q4.true_model_size(), (4.0 * 2048 + 64 + 32 * 32) / 8 / 1048576);
   EXPECT_DOUBLE_EQ(q4.get_quantized_state().true_mib(), q4.true_model_size());
-  QuantNoiseQuantizer pc(layer, QuantNoiseOptions().mode(QuantNoiseMode::kScalarInt8).per_channel(true).discovery(all_params().exclude({"bias"})));
+  torch::nn::Linear other(64, 32);  // one quantizer per model
+  QuantNoiseQuantizer pc(other, QuantNoiseOptions().mode(QuantNoiseMode::kScalarInt8).per_channel(true).discovery(all_params().exclude({"bias"})));
   // 8 bits per weight, a float32 min and max for each of the 32 channels, float32 bias.
   EXPECT_DOUBLE_EQ(pc.true_model_size(), (8.0 * 2048 + 64 * 32 + 32 * 32) / 8 / 1048576);
   EXPECT_DOUBLE_EQ(pc.get_quantized_state().true_mib(), pc.true_model_size());
@@ -535,10 +536,7 @@ TEST(QuantNoise, PerChannelStateIsExactAndSmallerThanFloat) {
   for (auto mode : {QuantNoiseMode::kScalarInt4, QuantNoiseMode::kScalarInt8}) {
     SCOPED_TRACE(mode == QuantNoiseMode::kScalarInt4 ? "int4" : "int8");
     SmallNet net;
-    {
-      torch::NoGradGuard no_grad;
-      net->conv2->weight[3].zero_();  // a channel with a zero range
-    }
+    net->conv2->weight.detach()[3].zero_();  // a channel with a zero range
     QuantNoiseQuantizer q(net, QuantNoiseOptions().mode(mode).per_channel(true).discovery(all_params()));
     std::vector<torch::Tensor> evaluated;
     {
@@ -547,8 +545,7 @@ TEST(QuantNoise, PerChannelStateIsExactAndSmallerThanFloat) {
       for (auto& p : net->parameters()) evaluated.push_back(bit_patterns(p));
     }
     const QuantizedState state = q.get_quantized_state();
-    const auto params = net->named_parameters();
-    ASSERT_EQ(state.tensors.size(), params.size());
+    ASSERT_EQ(state.tensors.size(), net->parameters().size());
     for (const auto& r : state.tensors) {
       if (r.shape.size() >= 2) {
         EXPECT_EQ(r.encoding, Encoding::kPerChannelUniform) << r.name;
