@@ -230,6 +230,20 @@ TEST(FormatV2, FingerprintIncludesTheKindSinceVersion2) {
       << load_error(changed);
 }
 
+TEST(FormatV2, MemoryLimitCountsDecodedIntegersAndRanges) {
+  std::mt19937 rng(30);
+  QuantizedState state;
+  state.method = "test";
+  state.tensors.push_back(as_buffer(integer_record("codes", {1000}, DType::kInt8, rng)));
+  const auto bytes = diffq::serialize(state);  // 1000 payload bytes, 8000 decoded
+  EXPECT_EQ(load_error(bytes, diffq::LoadOptions().max_memory(8000)), "");
+  EXPECT_NE(load_error(bytes, diffq::LoadOptions().max_memory(4000)).find("memory limit"),
+            std::string::npos);
+  const auto ranges = diffq::serialize(single(per_channel_record("w", {500, 1}, 1, rng)));
+  EXPECT_NE(load_error(ranges, diffq::LoadOptions().max_memory(3000)).find("memory limit"),
+            std::string::npos);
+}
+
 // ------------------------------------------------------------ errors
 
 TEST(FormatV2Errors, WriterRefusesIntegersOutsideTheirDtype) {
