@@ -96,7 +96,7 @@ int64_t integer_max(DType dtype);
 
 /// One stored tensor.
 struct TensorRecord {
-  /// Dotted name of the parameter's first occurrence in the model.
+  /// Dotted name of the tensor's first occurrence in the model.
   std::string name;
   /// Parameter or buffer.
   RecordKind kind = RecordKind::kParameter;
@@ -182,7 +182,8 @@ struct QuantizedState {
   std::string method;
   /// The method's options, as text (e.g. {"group_size": "16"}).
   std::map<std::string, std::string> options;
-  /// Every parameter of the model, in the model's registration order.
+  /// Every stored tensor of the model, parameters and buffers (see
+  /// `TensorRecord::kind`), in the model's registration order.
   std::vector<TensorRecord> tensors;
 
   /// Size in bits of a perfect packing of the model's PARAMETERS: the size
