@@ -94,6 +94,10 @@ struct EncodedPayload {
 /// Name of a coding in the file ("none", "zstd", "rans").
 const char* coding_name(Coding coding);
 
+/// Whether the `rans` coding applies to payloads of `encoding` (those with
+/// level streams: uniform, lsq, diffq, pq, per_channel; docs/format.md 4).
+bool rans_applies(Encoding encoding);
+
 /// Encodes one (validated) record's payload with the coding the options ask for.
 EncodedPayload encode_payload(const TensorRecord& record, const SaveOptions& options);
 

@@ -172,6 +172,11 @@ const char* coding_name(Coding coding) {
   return "unknown";
 }
 
+bool rans_applies(Encoding encoding) {
+  return encoding != Encoding::kFloat32 && encoding != Encoding::kFloat16 &&
+         encoding != Encoding::kInteger;
+}
+
 int index_bits_for(uint64_t num_centroids) {
   int bits = 0;
   while ((uint64_t{1} << bits) < num_centroids) ++bits;
@@ -192,7 +197,7 @@ EncodedPayload encode_payload(const TensorRecord& record, const SaveOptions& opt
       out.coding = Coding::kZstd;
     }
   }
-  const bool has_streams = !split.streams.empty();
+  const bool has_streams = rans_applies(record.encoding) && !split.streams.empty();
   if (has_streams && (wanted == EntropyCoding::kRans || wanted == EntropyCoding::kAuto)) {
     std::vector<uint8_t> r = rans_bytes(split);
     if (wanted == EntropyCoding::kRans || r.size() < out.bytes.size()) {

@@ -212,10 +212,7 @@ TensorHeader parse_tensor(const json& entry, size_t index, uint32_t version) {
               "' (integer dtypes need the integer encoding, which holds nothing else)");
   parse_params(f.at("params"), h, owner);
   h.coding = parse_coding(f.string("coding"), owner);
-  DIFFQ_CHECK(h.coding != detail::Coding::kRans ||
-                  (h.encoding != Encoding::kFloat32 && h.encoding != Encoding::kFloat16 &&
-                   h.encoding != Encoding::kInteger),
-              owner, ": coding 'rans' does not apply to encoding '", encoding_name(h.encoding), "'");
+  DIFFQ_CHECK(h.coding != detail::Coding::kRans || detail::rans_applies(h.encoding), owner, ": coding 'rans' does not apply to encoding '", encoding_name(h.encoding), "'");
   h.offset = f.unsigned_int("offset", uint64_t{1} << 62);
   h.length = f.unsigned_int("length", uint64_t{1} << 62);
   h.raw_length = f.unsigned_int("raw_length", uint64_t{1} << 62);
