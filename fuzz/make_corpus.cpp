@@ -1,5 +1,6 @@
 // Writes the fuzzer's seed corpus: small valid model files of every
-// encoding and coding, into the directory given as argv[1].
+// encoding, record kind, integer dtype and coding (format version 2), into
+// the directory given as argv[1].
 #include <cstdio>
 #include <random>
 #include <string>
@@ -44,6 +45,26 @@ diffq::TensorRecord record(const std::string& name, diffq::Encoding encoding, in
         }
       }
       break;
+    case diffq::Encoding::kInteger: {
+      const diffq::DType dtypes[] = {diffq::DType::kInt64, diffq::DType::kInt32,
+                                     diffq::DType::kInt16, diffq::DType::kInt8,
+                                     diffq::DType::kUInt8, diffq::DType::kBool};
+      r.kind = diffq::RecordKind::kBuffer;
+      r.dtype = dtypes[(variant + static_cast<int>(rng() % 2) * 3) % 6];
+      const int64_t lo = diffq::integer_min(r.dtype), hi = diffq::integer_max(r.dtype);
+      for (size_t i = 0; i < n; ++i) {
+        r.values_i64.push_back(i == 0 ? lo : i == 1 ? hi : static_cast<int64_t>(rng() % 2));
+      }
+      break;
+    }
+    case diffq::Encoding::kPerChannelUniform:
+      r.bits = bits;
+      for (int64_t c = 0; c < r.shape[0]; ++c) {
+        r.channel_min.push_back(-0.5f * static_cast<float>(c + 1));
+        r.channel_max.push_back(c == 1 ? r.channel_min.back() : 0.75f * static_cast<float>(c));
+      }
+      for (size_t i = 0; i < n; ++i) r.levels.push_back(static_cast<uint16_t>(rng() & ((1u << bits) - 1)));
+      break;
     case diffq::Encoding::kProductQuantized:
       r.shape = {4, 2};
       r.block_size = 2;
@@ -70,9 +91,13 @@ int main(int argc, char** argv) {
       int index = 0;
       for (auto encoding : {diffq::Encoding::kFloat32, diffq::Encoding::kFloat16,
                             diffq::Encoding::kUniform, diffq::Encoding::kDiffQGroups,
-                            diffq::Encoding::kLSQ, diffq::Encoding::kProductQuantized}) {
+                            diffq::Encoding::kLSQ, diffq::Encoding::kProductQuantized,
+                            diffq::Encoding::kInteger, diffq::Encoding::kPerChannelUniform}) {
         state.tensors.push_back(record("t" + std::to_string(index++), encoding, variant, rng));
       }
+      // A float buffer (BatchNorm running statistics).
+      state.tensors.push_back(record("t" + std::to_string(index++), diffq::Encoding::kFloat32, variant, rng));
+      state.tensors.back().kind = diffq::RecordKind::kBuffer;
       const auto bytes = diffq::serialize(state, diffq::SaveOptions().entropy_coding(coding).creation_time(0));
       const std::string path = dir + "/seed_" + std::to_string(files++) + ".dq";
       std::FILE* out = std::fopen(path.c_str(), "wb");

@@ -2,7 +2,9 @@
 # Sanitizer and fuzzing check of the torch-free core (format, packing).
 #  1. builds the core with AddressSanitizer + UBSan (gcc) and runs ctest;
 #  2. builds the libFuzzer reader target with clang++-14 and fuzzes it for
-#     FUZZ_SECONDS (default 30) on a freshly generated seed corpus.
+#     FUZZ_SECONDS (default 30) on a freshly generated seed corpus (version-2
+#     files of every encoding, kind and integer dtype) plus the version-1
+#     fixture files.
 # Exits non-zero on any failure. Usage: scripts/ci_sanitize.sh [build-root]
 set -euo pipefail
 
@@ -29,6 +31,8 @@ CORPUS="$BUILD_ROOT/fuzz/corpus"
 rm -rf "$CORPUS" "$BUILD_ROOT/fuzz/artifacts"
 mkdir -p "$CORPUS" "$BUILD_ROOT/fuzz/artifacts"
 "$BUILD_ROOT/fuzz/fuzz/make_fuzz_corpus" "$CORPUS"
+# The committed version-1 files too, so that the v1 reading paths are fuzzed.
+cp "$ROOT"/tests/format/fixtures/*.diffq "$CORPUS"/
 echo "== fuzzing load_from_memory for ${FUZZ_SECONDS}s =="
 "$BUILD_ROOT/fuzz/fuzz/fuzz_reader" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 \
   -timeout=10 -print_final_stats=1 -artifact_prefix="$BUILD_ROOT/fuzz/artifacts/" "$CORPUS"

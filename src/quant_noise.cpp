@@ -204,7 +204,8 @@ void QuantNoiseQuantizer::refresh_ranges(Layer& layer, const torch::Tensor& w32)
 }
 
 torch::Tensor QuantNoiseQuantizer::fake_quantize(const torch::Tensor& w32, const Layer& stored,
-                                                 bool fresh, torch::Tensor* inside) const {
+                                                 bool fresh, torch::Tensor* inside,
+                                                 torch::Tensor* levels_out) const {
   Layer local;
   const Layer* ranges = &stored;
   if (fresh) {
@@ -226,13 +227,16 @@ torch::Tensor QuantNoiseQuantizer::fake_quantize(const torch::Tensor& w32, const
     auto levels = torch::where(positive, torch::round((w2 - mn) / safe * denom),
                                torch::zeros_like(w2))
                       .clamp(0, levels_max);
+    // Stored as kPerChannelUniform (min -a, max a): the same operations in the same order.
     values = levels.div(denom).mul(range).add(mn);
+    if (levels_out != nullptr) *levels_out = levels;
     if (inside != nullptr) *inside = ((w2 >= mn) & (w2 <= a)).view(w32.sizes());
   } else {
     // Affine per tensor: exactly the kUniform formula.
     auto denom = torch::full({1, 1}, levels_max, w32.options());
     auto levels = uniform_levels(w32, denom, ranges->min, ranges->max).clamp(0, levels_max);
     values = uniform_values(levels, denom, ranges->min, ranges->max);
+    if (levels_out != nullptr) *levels_out = levels;
     if (inside != nullptr) *inside = (w32 >= ranges->min) & (w32 <= ranges->max);
   }
   return values.view(w32.sizes());
@@ -433,9 +437,29 @@ TensorRecord QuantNoiseQuantizer::quantized_record(const detail::Slot& slot) con
       record.levels = levels_to_vector(uniform_levels(w32, denom, range.first, range.second));
       return record;
     }
-    // Per-channel ranges have no exact encoding in format version 1: the
-    // true quantized values are stored as float32 (bit-exact restore).
-    return float_record(slot.name, fake_quantize(w32, layer, true, nullptr), false);
+    // Per-channel symmetric ranges [-a_c, a_c]: kPerChannelUniform, whose
+    // dequantization is the evaluation's arithmetic (a single channel, for
+    // tensors of fewer than 2 dims, is exactly kUniform on [-a, a]).
+    Layer ranges;
+    refresh_ranges(ranges, w32);
+    torch::Tensor levels;
+    fake_quantize(w32, ranges, /*fresh=*/false, nullptr, &levels);
+    auto a = ranges.channel_max.to(torch::kCPU, torch::kFloat32).contiguous();
+    const float* top = a.data_ptr<float>();
+    TensorRecord record;
+    record.bits = bits();
+    record.levels = levels_to_vector(levels);
+    if (t.dim() < 2) {
+      record.encoding = Encoding::kUniform;
+      record.min = -top[0];
+      record.max = top[0];
+      return record;
+    }
+    record.encoding = Encoding::kPerChannelUniform;
+    record.channel_max.assign(top, top + a.numel());
+    record.channel_min.resize(record.channel_max.size());
+    for (size_t c = 0; c < record.channel_max.size(); ++c) record.channel_min[c] = -record.channel_max[c];
+    return record;
   }
   return float_record(slot.name, t, discovery_.float16());
 }
@@ -451,9 +475,11 @@ double QuantNoiseQuantizer::true_model_size() const {
       const double d = static_cast<double>(layer.layout.pq_block);
       bits_total += n / d * std::log2(k) + 16.0 * k * d;
     } else if (scalar()) {
-      bits_total += bits() * n + (options_.per_channel()
-                                      ? 32.0 * static_cast<double>(channels_of(slot.tensor))
-                                      : 64.0);
+      // Two float32 per range: per tensor (kUniform), or per channel
+      // (kPerChannelUniform stores min and max of each channel).
+      bits_total += bits() * n + 64.0 * static_cast<double>(options_.per_channel()
+                                                                ? channels_of(slot.tensor)
+                                                                : 1);
     } else {
       bits_total += (discovery_.float16() ? 16.0 : 32.0) * n;
     }

@@ -198,6 +198,121 @@ TEST(Dequantize, PqCopiesCentroids) {
   EXPECT_EQ(diffq::dequantize(r), (std::vector<float>{-3.f, 0.5f, 1.f, 2.f}));
 }
 
+TensorRecord per_channel_record(const std::string& name, std::vector<int64_t> shape, int bits) {
+  TensorRecord r;
+  r.name = name;
+  r.shape = std::move(shape);
+  r.encoding = Encoding::kPerChannelUniform;
+  r.bits = bits;
+  r.channel_min.assign(static_cast<size_t>(r.channel_count()), -1.f);
+  r.channel_max.assign(static_cast<size_t>(r.channel_count()), 1.f);
+  r.levels.assign(static_cast<size_t>(r.numel()), 0);
+  return r;
+}
+
+TensorRecord integer_record(const std::string& name, std::vector<int64_t> shape, DType dtype) {
+  TensorRecord r;
+  r.name = name;
+  r.shape = std::move(shape);
+  r.encoding = Encoding::kInteger;
+  r.dtype = dtype;
+  r.values_i64.assign(static_cast<size_t>(r.numel()), 1);
+  return r;
+}
+
+TEST(PerChannel, DequantizesEachChannelWithItsRange) {
+  TensorRecord r = per_channel_record("w", {2, 3}, 2);
+  r.channel_min = {-0.7f, 0.25f};
+  r.channel_max = {0.7f, 0.25f};  // second channel: empty range
+  r.levels = {0, 1, 3, 0, 2, 3};
+  const std::vector<float> w = diffq::dequantize(r);
+  const float range = 0.7f - -0.7f;
+  EXPECT_EQ(w[0], -0.7f);
+  EXPECT_EQ(w[1], 1.f / 3.f * range + -0.7f);
+  EXPECT_EQ(w[2], 3.f / 3.f * range + -0.7f);
+  for (int i = 3; i < 6; ++i) EXPECT_EQ(w[i], 0.25f);
+  // A range starting at dequantize_range's chunk boundaries gives the same values.
+  std::vector<float> part(4);
+  diffq::dequantize_range(r, 2, 6, part.data());
+  EXPECT_EQ(std::vector<float>(w.begin() + 2, w.end()), part);
+}
+
+TEST(PerChannel, CountsChannelsAlongDimensionZero) {
+  EXPECT_EQ(per_channel_record("a", {4, 3, 2}, 3).channel_count(), 4);
+  EXPECT_EQ(per_channel_record("a", {4, 3, 2}, 3).channel_extent(), 6);
+  EXPECT_EQ(per_channel_record("s", {}, 3).channel_count(), 1);
+  EXPECT_EQ(per_channel_record("e", {0, 3}, 3).channel_extent(), 0);
+  EXPECT_EQ(uniform_record("u", {4, 3}, 3).channel_count(), 0);
+}
+
+TEST(PerChannel, ValidationNamesTheProblem) {
+  TensorRecord r = per_channel_record("fc.weight", {3, 2}, 4);
+  EXPECT_NO_THROW(diffq::validate(r));
+  auto message = [](const TensorRecord& bad) {
+    try {
+      diffq::validate(bad);
+    } catch (const diffq::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  TensorRecord fewer = r;
+  fewer.channel_min.pop_back();
+  fewer.channel_max.pop_back();
+  EXPECT_EQ(message(fewer), "tensor 'fc.weight': channel ranges has 2 entries, expected 3");
+  TensorRecord nan = r;
+  nan.channel_min[2] = std::nanf("");
+  EXPECT_NE(message(nan).find("invalid range of channel 2"), std::string::npos);
+  TensorRecord level = r;
+  level.levels[1] = 16;
+  EXPECT_NE(message(level).find("level 16 at index 1 does not fit on 4 bits"), std::string::npos);
+  TensorRecord bits = r;
+  bits.bits = 0;
+  EXPECT_NE(message(bits).find("bit-width 0 outside 1..16"), std::string::npos);
+}
+
+TEST(PerChannel, TrueSizeIsBitsPlusTwoFloatsPerChannel) {
+  const TensorRecord r = per_channel_record("w", {8, 16}, 4);
+  EXPECT_DOUBLE_EQ(r.payload_bits(), 4.0 * 128);
+  EXPECT_DOUBLE_EQ(r.true_bits(), 4.0 * 128 + 64 * 8);
+}
+
+TEST(Integer, ValuesMustFitTheirDtype) {
+  for (DType dtype : {DType::kInt64, DType::kInt32, DType::kInt16, DType::kInt8, DType::kUInt8,
+                      DType::kBool}) {
+    SCOPED_TRACE(diffq::dtype_name(dtype));
+    TensorRecord r = integer_record("n", {2}, dtype);
+    r.values_i64 = {diffq::integer_min(dtype), diffq::integer_max(dtype)};
+    EXPECT_NO_THROW(diffq::validate(r));
+    if (dtype != DType::kInt64) {
+      r.values_i64[1] = diffq::integer_max(dtype) + 1;
+      EXPECT_THROW(diffq::validate(r), diffq::Error);
+      r.values_i64[1] = diffq::integer_min(dtype) - 1;
+      EXPECT_THROW(diffq::validate(r), diffq::Error);
+    }
+    EXPECT_DOUBLE_EQ(r.payload_bits(), 2.0 * 8 * diffq::integer_width(dtype));
+  }
+  EXPECT_EQ(diffq::integer_width(DType::kFloat32), 0);
+  EXPECT_EQ(diffq::dequantize(integer_record("c", {3}, DType::kInt64)), (std::vector<float>{1, 1, 1}));
+}
+
+TEST(Kinds, ParameterSizesExcludeBuffers) {
+  diffq::QuantizedState state;
+  state.tensors.push_back(uniform_record("w", {100}, 3));
+  state.tensors.push_back(float_record("running_mean", {10}));
+  state.tensors.back().kind = diffq::RecordKind::kBuffer;
+  state.tensors.push_back(integer_record("num_batches_tracked", {}, DType::kInt64));
+  state.tensors.back().kind = diffq::RecordKind::kBuffer;
+  EXPECT_DOUBLE_EQ(state.true_bits(), 3 * 100 + 64);
+  EXPECT_DOUBLE_EQ(state.buffer_bits(), 32 * 10 + 64);
+  EXPECT_EQ(state.parameter_count(), 100);
+  EXPECT_DOUBLE_EQ(state.mean_bits(), 3.0);
+  EXPECT_EQ(diffq::parse_record_kind("buffer"), diffq::RecordKind::kBuffer);
+  EXPECT_THROW(diffq::parse_record_kind("buffers"), diffq::Error);
+  EXPECT_EQ(diffq::parse_dtype("uint8"), DType::kUInt8);
+  EXPECT_EQ(diffq::parse_encoding("per_channel"), Encoding::kPerChannelUniform);
+}
+
 TEST(Half, EveryPatternRoundTrips) {
   for (uint32_t h = 0; h < 65536; ++h) {
     const float f = diffq::half_to_float(static_cast<uint16_t>(h));

@@ -15,7 +15,9 @@
 namespace diffq {
 
 /// The newest file format version this library reads and the one it writes.
-constexpr uint32_t kFormatVersion = 1;
+constexpr uint32_t kFormatVersion = 2;
+/// The oldest file format version this library reads.
+constexpr uint32_t kOldestFormatVersion = 1;
 
 /// Entropy coding of tensor payloads, chosen at save time.
 enum class EntropyCoding : uint8_t {
@@ -111,14 +113,22 @@ QuantizedState load_from_memory(const uint8_t* data, size_t size,
 /// were removed.
 int remove_stale_temporaries(const std::string& path);
 
-/// XXH3-64 model fingerprint of a state: ordered names, aliases, dtypes and
-/// shapes (docs/format.md 2.2). Identifies the architecture, not the values.
+/// XXH3-64 model fingerprint of a state: ordered names, aliases, kinds,
+/// dtypes and shapes (docs/format.md 2.2, current version). Identifies the
+/// architecture, not the values.
 uint64_t model_fingerprint(const QuantizedState& state);
+
+/// The fingerprint as defined by file format `format_version` (1: without
+/// the record kinds; 2: as `model_fingerprint(state)`). Throws for other
+/// versions.
+uint64_t model_fingerprint(const QuantizedState& state, uint32_t format_version);
 
 /// What `inspect` reports about one stored tensor.
 struct TensorInfo {
   /// Name of the tensor.
   std::string name;
+  /// Parameter or buffer.
+  RecordKind kind = RecordKind::kParameter;
   /// Other names of the tensor (tied parameters).
   std::vector<std::string> aliases;
   /// Shape in the model.
@@ -138,7 +148,7 @@ struct TensorInfo {
   uint64_t stored_bytes = 0;
   /// Bytes of the payload before entropy coding.
   uint64_t raw_bytes = 0;
-  /// Size of a perfect packing (spec section 5), in bits.
+  /// Size of a perfect packing (spec section 5), in bits (`TensorRecord::true_bits`).
   double true_bits = 0.0;
 };
 
@@ -160,16 +170,29 @@ struct FileInfo {
   uint64_t file_bytes = 0;
   /// Bytes of the preamble, header and its padding.
   uint64_t header_bytes = 0;
+  /// Zero bytes aligning the payloads (between them, after the header's padding).
+  uint64_t padding_bytes = 0;
+  /// Stored payload bytes of the parameters.
+  uint64_t parameter_bytes = 0;
+  /// Stored payload bytes of the buffers. `file_bytes == header_bytes +
+  /// padding_bytes + parameter_bytes + buffer_bytes`.
+  uint64_t buffer_bytes = 0;
   /// Per tensor, in stored order.
   std::vector<TensorInfo> tensors;
-  /// Sum of the tensors' element counts.
+  /// Sum of the tensors' element counts (parameters and buffers).
   int64_t total_elements = 0;
-  /// Sum of the payload bytes.
+  /// Sum of the buffers' element counts.
+  int64_t buffer_elements = 0;
+  /// Sum of the payload bytes (`parameter_bytes + buffer_bytes`).
   uint64_t total_stored_bytes = 0;
   /// Sum of the bit-width histograms.
   std::array<int64_t, 17> bits_histogram{};
-  /// Size of a perfect packing of the state, in bits (`true_bits()`).
+  /// Size of a perfect packing of the state's parameters, in bits
+  /// (`QuantizedState::true_bits()`).
   double true_bits = 0.0;
+  /// Size of a perfect packing of the state's buffers, in bits
+  /// (`QuantizedState::buffer_bits()`).
+  double buffer_true_bits = 0.0;
 };
 
 /// Loads and validates the model file at `path` and describes it.

@@ -129,9 +129,12 @@ BlockLayout block_layout(const std::vector<int64_t>& shape, int64_t block_size,
 ///
 /// Sizes (bits): PQ layer `n_sub·log2(K) + 16·K·d` (indices + fp16
 /// centroids); scalar per-tensor `N·numel + 64` (stored exactly as
-/// kUniform); scalar per-channel `N·numel + 32·channels` (see the note on
-/// its storage in `quantized_record`); layers still float 32 (16 with
-/// `discovery.float16`) bits per entry; plus the float leftovers.
+/// kUniform); scalar per-channel `N·numel + 64·channels` (stored exactly as
+/// kPerChannelUniform: a float32 min and max per channel; channels =
+/// `size(0)` for 2+ dims, else one, stored as kUniform on [-a, a]); layers
+/// still float 32 (16 with `discovery.float16`) bits per entry; plus the
+/// float leftovers. `get_quantized_state().true_mib()` equals
+/// `true_model_size()`.
 class QuantNoiseQuantizer : public Quantizer {
  public:
   /// Wraps `model`.
@@ -199,9 +202,10 @@ class QuantNoiseQuantizer : public Quantizer {
   void relocate_unsupported();
   void check_idle(const char* what) const;
   /// Fake-quantized float32 values of `w32` with the given ranges (and the
-  /// in-range mask if `inside` is not null).
+  /// in-range mask if `inside` is not null, the float levels, viewed as
+  /// [channels or 1, -1], if `levels_out` is not null).
   torch::Tensor fake_quantize(const torch::Tensor& w32, const Layer& layer, bool fresh,
-                              torch::Tensor* inside) const;
+                              torch::Tensor* inside, torch::Tensor* levels_out = nullptr) const;
   void refresh_ranges(Layer& layer, const torch::Tensor& w32) const;
   torch::Tensor decoded(const detail::Slot& slot, bool half) const;
   torch::Tensor bernoulli(int64_t n, const torch::Device& device);

@@ -39,7 +39,10 @@ enum class Encoding : uint8_t {
   kInteger = 6,
   /// Uniform levels on `bits` bits with one range per slice along dimension 0
   /// (per output channel), for per-channel scalar quantization (format
-  /// version 2; payload fields defined with the format).
+  /// version 2): `channel_min`, `channel_max` (one entry per channel, see
+  /// `channel_count`) and `levels`; element i of channel c = i / (numel / C)
+  /// is `w = level / (2^bits - 1) * (channel_max[c] - channel_min[c]) +
+  /// channel_min[c]`, in float32, in that order.
   kPerChannelUniform = 7,
 };
 
@@ -83,10 +86,17 @@ const char* dtype_name(DType dtype);
 DType parse_dtype(const std::string& name);
 /// True for the integer dtypes and bool (stored exactly, `Encoding::kInteger`).
 bool is_integer(DType dtype);
+/// Bytes per element of an integer dtype in a kInteger payload (int64 8,
+/// int32 4, int16 2, int8 / uint8 / bool 1); 0 for the float dtypes.
+int integer_width(DType dtype);
+/// Smallest value an integer dtype holds (0 for uint8 and bool; 0 for float dtypes).
+int64_t integer_min(DType dtype);
+/// Largest value an integer dtype holds (1 for bool; 0 for float dtypes).
+int64_t integer_max(DType dtype);
 
 /// One stored tensor.
 struct TensorRecord {
-  /// Dotted name of the parameter's first occurrence in the model.
+  /// Dotted name of the tensor's first occurrence in the model.
   std::string name;
   /// Parameter or buffer.
   RecordKind kind = RecordKind::kParameter;
@@ -107,8 +117,13 @@ struct TensorRecord {
   /// kInteger payload (every integer dtype widened to int64; bool as 0/1).
   std::vector<int64_t> values_i64;
 
-  /// kUniform / kLSQ: bit-width of every level (1..16).
+  /// kUniform / kLSQ / kPerChannelUniform: bit-width of every level (1..16).
   int bits = 0;
+  /// kPerChannelUniform: lower end of each channel's range (`channel_count()` entries).
+  std::vector<float> channel_min;
+  /// kPerChannelUniform: upper end of each channel's range (`channel_count()` entries).
+  std::vector<float> channel_max;
+
   /// kUniform / kDiffQGroups: range of the tensor.
   float min = 0.f;
   /// kUniform / kDiffQGroups: range of the tensor.
@@ -140,16 +155,24 @@ struct TensorRecord {
   int64_t group_count() const;
   /// kDiffQGroups: elements per group (`numel` when `group_size` is 0).
   int64_t group_extent() const;
+  /// kPerChannelUniform: number of channels C, `shape[0]` (1 for a 0-d
+  /// tensor). 0 for other encodings.
+  int64_t channel_count() const;
+  /// kPerChannelUniform: elements per channel (`numel / C`; 0 when C is 0).
+  int64_t channel_extent() const;
   /// True for the encodings that quantize (uniform, diffq, lsq, pq,
   /// per-channel); false for float32, float16 and integer records.
   bool is_quantized() const;
   /// Bits of the element payload alone, without per-tensor headers: bits x
   /// elements (diffq: sum over groups of extent x bits; pq: log2(K) per
   /// index plus 16 per codebook entry). 32 / 16 per element for float
-  /// records, 64 for integer records.
+  /// records; for integer records the dtype's stored width, 8 x
+  /// `integer_width(dtype)` per element (64 for int64, 8 for int8 and bool).
   double payload_bits() const;
   /// Size in bits of a perfect packing of this record (spec section 5):
-  /// `payload_bits()` plus the per-tensor header of the spec's formulas.
+  /// `payload_bits()` plus the per-tensor header of the spec's formulas
+  /// (uniform 64, lsq 32, diffq 64 + 8 + bits_bits per group,
+  /// per-channel 64 per channel: its two float32 ranges).
   double true_bits() const;
 };
 
@@ -159,7 +182,8 @@ struct QuantizedState {
   std::string method;
   /// The method's options, as text (e.g. {"group_size": "16"}).
   std::map<std::string, std::string> options;
-  /// Every parameter of the model, in the model's registration order.
+  /// Every stored tensor of the model, parameters and buffers (see
+  /// `TensorRecord::kind`), in the model's registration order.
   std::vector<TensorRecord> tensors;
 
   /// Size in bits of a perfect packing of the model's PARAMETERS: the size
@@ -179,7 +203,9 @@ struct QuantizedState {
 
 /// Checks a record's internal consistency (payload lengths match the
 /// shape, levels below 2^bits, bit-widths in range, group size divides the
-/// element count); throws `diffq::Error` naming the record and the problem.
+/// element count, integer values fit their dtype, integer dtypes stored as
+/// kInteger, one finite range with min <= max per channel); throws
+/// `diffq::Error` naming the record and the problem.
 void validate(const TensorRecord& record);
 
 /// Checks every record of `state`, and that names are unique.

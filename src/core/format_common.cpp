@@ -29,7 +29,11 @@ EntropyCoding parse_entropy_coding(const std::string& name) {
 }
 
 uint64_t model_fingerprint(const QuantizedState& state) {
-  const std::string text = detail::fingerprint_text(state);
+  return model_fingerprint(state, kFormatVersion);
+}
+
+uint64_t model_fingerprint(const QuantizedState& state, uint32_t format_version) {
+  const std::string text = detail::fingerprint_text(state, format_version);
   return XXH3_64bits(text.data(), text.size());
 }
 

@@ -57,6 +57,7 @@ enum class Coding : uint8_t { kNone, kZstd, kRans };
 /// One tensor record of the header, as parsed and checked.
 struct TensorHeader {
   std::string name;
+  RecordKind kind = RecordKind::kParameter;
   std::vector<std::string> aliases;
   std::vector<int64_t> shape;
   uint64_t numel = 1;
@@ -79,6 +80,7 @@ struct TensorHeader {
   uint64_t block_size = 0;
   uint64_t num_centroids = 0;
   int index_bits = 0;
+  uint64_t channels = 0;
 };
 
 /// A payload ready to be written.
@@ -92,6 +94,10 @@ struct EncodedPayload {
 /// Name of a coding in the file ("none", "zstd", "rans").
 const char* coding_name(Coding coding);
 
+/// Whether the `rans` coding applies to payloads of `encoding` (those with
+/// level streams: uniform, lsq, diffq, pq, per_channel; docs/format.md 4).
+bool rans_applies(Encoding encoding);
+
 /// Encodes one (validated) record's payload with the coding the options ask for.
 EncodedPayload encode_payload(const TensorRecord& record, const SaveOptions& options);
 
@@ -103,8 +109,14 @@ void decode_payload(const TensorHeader& header, const uint8_t* stored, TensorRec
 /// ceil(log2(k)) for k >= 1: the bit-width of a product-quantization index.
 int index_bits_for(uint64_t num_centroids);
 
-/// The canonical text hashed into the model fingerprint (docs/format.md 2.2).
-std::string fingerprint_text(const QuantizedState& state);
+/// The canonical text hashed into the model fingerprint of file format
+/// `format_version` (docs/format.md 2.2); throws for unknown versions.
+std::string fingerprint_text(const QuantizedState& state, uint32_t format_version);
+
+/// The raw payload length of a header whose encoding fixes it from the
+/// header alone (float32, float16, integer, per_channel, uniform, lsq, pq);
+/// `false` for diffq, whose length depends on the stored group widths.
+bool fixed_raw_length(const TensorHeader& header, uint64_t& length);
 
 /// Elements at each bit-width of a record (for `inspect`).
 void bits_histogram(const TensorRecord& record, std::array<int64_t, 17>& histogram);

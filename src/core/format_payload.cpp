@@ -50,10 +50,6 @@ struct SplitRecord {
   nlohmann::json params = nlohmann::json::object();
 };
 
-uint64_t group_extent(uint64_t group_size, uint64_t numel) {
-  return group_size == 0 ? numel : group_size;
-}
-
 SplitRecord split_record(const TensorRecord& r) {
   SplitRecord split;
   const size_t n = static_cast<size_t>(r.numel());
@@ -63,6 +59,23 @@ SplitRecord split_record(const TensorRecord& r) {
       break;
     case Encoding::kFloat16:
       append_raw(split.prefix, r.values_f16);
+      break;
+    case Encoding::kInteger: {
+      const int width = integer_width(r.dtype);
+      split.prefix.resize(r.values_i64.size() * static_cast<size_t>(width));
+      uint8_t* out = split.prefix.data();
+      for (int64_t v : r.values_i64) {
+        for (int b = 0; b < width; ++b) *out++ = static_cast<uint8_t>(static_cast<uint64_t>(v) >> (8 * b));
+      }
+      break;
+    }
+    case Encoding::kPerChannelUniform:
+      split.params = {{"bits", r.bits}, {"channels", r.channel_count()}};
+      for (size_t c = 0; c < r.channel_min.size(); ++c) {
+        put_u32(split.prefix, float_bits(r.channel_min[c]));
+        put_u32(split.prefix, float_bits(r.channel_max[c]));
+      }
+      split.streams.push_back({r.bits, r.levels.data(), n});
       break;
     case Encoding::kUniform:
       split.params = {{"bits", r.bits}, {"min_f32", float_bits(r.min)}, {"max_f32", float_bits(r.max)}};
@@ -86,7 +99,7 @@ SplitRecord split_record(const TensorRecord& r) {
       split.params = {{"group_size", r.group_size}, {"min_bits", r.min_bits},
                       {"min_f32", float_bits(r.min)}, {"max_f32", float_bits(r.max)},
                       {"width_offset", lowest}, {"width_bits", width_bits}};
-      const size_t extent = group_extent(static_cast<uint64_t>(r.group_size), n);
+      const size_t extent = static_cast<size_t>(r.group_extent());
       size_t per_width[17] = {};
       for (uint8_t b : r.group_bits) per_width[b] += extent;
       if (!r.group_bits.empty() && lowest == highest) {
@@ -159,6 +172,11 @@ const char* coding_name(Coding coding) {
   return "unknown";
 }
 
+bool rans_applies(Encoding encoding) {
+  return encoding != Encoding::kFloat32 && encoding != Encoding::kFloat16 &&
+         encoding != Encoding::kInteger;
+}
+
 int index_bits_for(uint64_t num_centroids) {
   int bits = 0;
   while ((uint64_t{1} << bits) < num_centroids) ++bits;
@@ -179,7 +197,7 @@ EncodedPayload encode_payload(const TensorRecord& record, const SaveOptions& opt
       out.coding = Coding::kZstd;
     }
   }
-  const bool has_streams = !split.streams.empty();
+  const bool has_streams = rans_applies(record.encoding) && !split.streams.empty();
   if (has_streams && (wanted == EntropyCoding::kRans || wanted == EntropyCoding::kAuto)) {
     std::vector<uint8_t> r = rans_bytes(split);
     if (wanted == EntropyCoding::kRans || r.size() < out.bytes.size()) {
@@ -258,6 +276,19 @@ class SectionReader {
   uint64_t position_ = 0;
 };
 
+// Sign-extends (zero-extends for uint8 and bool) `width`-byte little-endian integers.
+void read_integers(const uint8_t* bytes, uint64_t count, DType dtype, std::vector<int64_t>& out) {
+  const int width = integer_width(dtype);
+  const bool is_signed = integer_min(dtype) < 0;
+  out.resize(count);
+  for (uint64_t i = 0; i < count; ++i, bytes += width) {
+    uint64_t v = 0;
+    for (int b = width - 1; b >= 0; --b) v = (v << 8) | bytes[b];
+    if (is_signed && width < 8 && (v >> (8 * width - 1)) != 0) v |= ~uint64_t{0} << (8 * width);
+    out[i] = static_cast<int64_t>(v);
+  }
+}
+
 template <typename T>
 void read_values(const uint8_t* bytes, uint64_t count, std::vector<T>& out, MemoryBudget& budget,
                  const std::string& name) {
@@ -268,10 +299,41 @@ void read_values(const uint8_t* bytes, uint64_t count, std::vector<T>& out, Memo
 
 }  // namespace
 
+bool fixed_raw_length(const TensorHeader& h, uint64_t& length) {
+  const uint64_t n = h.numel;
+  switch (h.encoding) {
+    case Encoding::kFloat32: length = checked_mul(n, 4, "payload length"); return true;
+    case Encoding::kFloat16: length = checked_mul(n, 2, "payload length"); return true;
+    case Encoding::kInteger:
+      length = checked_mul(n, static_cast<uint64_t>(integer_width(h.dtype)), "payload length");
+      return true;
+    case Encoding::kUniform:
+    case Encoding::kLSQ: length = packed_size(n, h.bits); return true;
+    case Encoding::kPerChannelUniform:
+      length = checked_add(checked_mul(h.channels, 8, "channel ranges"), packed_size(n, h.bits),
+                           "payload length");
+      return true;
+    case Encoding::kProductQuantized:
+      if (h.block_size == 0 || n % h.block_size != 0) return false;
+      length = checked_add(checked_mul(checked_mul(h.num_centroids, h.block_size, "codebook"), 2,
+                                       "codebook"),
+                           packed_size(n / h.block_size, h.index_bits), "payload length");
+      return true;
+    case Encoding::kDiffQGroups:
+      return false;
+  }
+  return false;
+}
+
 void decode_payload(const TensorHeader& h, const uint8_t* stored, TensorRecord& r,
                     MemoryBudget& budget, int threads) {
   const uint64_t n = h.numel;
   const std::string& name = h.name;
+  uint64_t fixed_length = 0;
+  if (fixed_raw_length(h, fixed_length)) {  // before anything is allocated
+    DIFFQ_CHECK(fixed_length == h.raw_length, "tensor '", name, "': raw_length ", h.raw_length,
+                " does not match its shape and parameters (", fixed_length, " bytes)");
+  }
   std::vector<uint8_t> inflated;
   const uint8_t* raw = stored;
   if (h.coding == Coding::kNone) {
@@ -300,6 +362,29 @@ void decode_payload(const TensorHeader& h, const uint8_t* stored, TensorRecord& 
       read_values(reader.prefix(raw_length), n, r.values_f16, budget, name);
       break;
     }
+    case Encoding::kInteger: {
+      raw_length = checked_mul(n, static_cast<uint64_t>(integer_width(h.dtype)), "payload length");
+      const uint8_t* bytes = reader.prefix(raw_length);
+      budget.charge(checked_mul(n, 8, "integers"), name);
+      read_integers(bytes, n, h.dtype, r.values_i64);
+      break;
+    }
+    case Encoding::kPerChannelUniform: {
+      r.bits = h.bits;
+      raw_length = checked_mul(h.channels, 8, "channel ranges");
+      const uint8_t* ranges = reader.prefix(raw_length);
+      budget.charge(raw_length, name);
+      r.channel_min.resize(h.channels);
+      r.channel_max.resize(h.channels);
+      for (uint64_t c = 0; c < h.channels; ++c) {
+        r.channel_min[c] = bits_float(read_u32(ranges + 8 * c));
+        r.channel_max[c] = bits_float(read_u32(ranges + 8 * c + 4));
+      }
+      budget.charge(checked_mul(n, 2, "levels"), name);
+      r.levels.resize(n);
+      stream_into(n, h.bits, r.levels.data());
+      break;
+    }
     case Encoding::kUniform:
     case Encoding::kLSQ: {
       r.bits = h.bits;
@@ -322,8 +407,8 @@ void decode_payload(const TensorHeader& h, const uint8_t* stored, TensorRecord& 
       r.max = bits_float(h.max_f32);
       DIFFQ_CHECK(h.group_size == 0 || n % h.group_size == 0, "tensor '", name, "': group size ",
                   h.group_size, " does not divide ", n, " elements");
-      const uint64_t groups = h.group_size == 0 ? (n == 0 ? 0 : 1) : n / h.group_size;
-      const uint64_t extent = group_extent(h.group_size, n);
+      const uint64_t groups = static_cast<uint64_t>(r.group_count());
+      const uint64_t extent = static_cast<uint64_t>(r.group_extent());
       raw_length = packed_size(groups, h.width_bits);
       const uint8_t* width_bytes = reader.prefix(raw_length);
       budget.charge(checked_mul(groups, 3, "group widths"), name);
@@ -385,12 +470,18 @@ void decode_payload(const TensorHeader& h, const uint8_t* stored, TensorRecord& 
   reader.finish(raw_length);
 }
 
-std::string fingerprint_text(const QuantizedState& state) {
+std::string fingerprint_text(const QuantizedState& state, uint32_t format_version) {
+  DIFFQ_CHECK(format_version >= kOldestFormatVersion && format_version <= kFormatVersion,
+              "no model fingerprint for format version ", format_version);
   std::string text;
   for (const auto& r : state.tensors) {
     text += r.name;
     for (const auto& alias : r.aliases) text += "=" + alias;
     text += ":";
+    if (format_version >= 2) {
+      text += record_kind_name(r.kind);
+      text += ":";
+    }
     text += dtype_name(r.dtype);
     text += ":";
     for (size_t i = 0; i < r.shape.size(); ++i) {
@@ -406,10 +497,11 @@ void bits_histogram(const TensorRecord& r, std::array<int64_t, 17>& histogram) {
   switch (r.encoding) {
     case Encoding::kUniform:
     case Encoding::kLSQ:
+    case Encoding::kPerChannelUniform:
       histogram[r.bits] += r.numel();
       break;
     case Encoding::kDiffQGroups: {
-      const int64_t extent = r.group_size == 0 ? r.numel() : r.group_size;
+      const int64_t extent = r.group_extent();
       for (uint8_t b : r.group_bits) histogram[b] += extent;
       break;
     }

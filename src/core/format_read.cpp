@@ -81,19 +81,14 @@ class Fields {
   std::string owner_;
 };
 
-DType parse_dtype(const std::string& text, const std::string& owner) {
-  for (DType d : {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kFloat64}) {
-    if (text == dtype_name(d)) return d;
+/// `parse(text)` (one of the public `parse_*`), its error prefixed by `owner`.
+template <typename Parse>
+auto parse_named(const Parse& parse, const std::string& text, const std::string& owner) {
+  try {
+    return parse(text);
+  } catch (const Error& e) {
+    throw Error(detail::concat(owner, ": ", e.what()));
   }
-  throw Error(detail::concat(owner, ": unknown dtype '", text, "'"));
-}
-
-Encoding parse_encoding(const std::string& text, const std::string& owner) {
-  for (Encoding e : {Encoding::kFloat32, Encoding::kFloat16, Encoding::kUniform,
-                     Encoding::kDiffQGroups, Encoding::kLSQ, Encoding::kProductQuantized}) {
-    if (text == encoding_name(e)) return e;
-  }
-  throw Error(detail::concat("unknown encoding '", text, "' in ", owner));
 }
 
 detail::Coding parse_coding(const std::string& text, const std::string& owner) {
@@ -121,8 +116,18 @@ void parse_params(const json& params, TensorHeader& h, const std::string& owner)
   switch (h.encoding) {
     case Encoding::kFloat32:
     case Encoding::kFloat16:
+    case Encoding::kInteger:
       f.only({});
       break;
+    case Encoding::kPerChannelUniform: {
+      f.only({"bits", "channels"});
+      h.bits = static_cast<int>(f.signed_int("bits", 1, 16));
+      h.channels = f.unsigned_int("channels", uint64_t{1} << 62);
+      const uint64_t expected = h.shape.empty() ? 1 : static_cast<uint64_t>(h.shape[0]);
+      DIFFQ_CHECK(h.channels == expected, owner, ": has ", h.channels,
+                  " channel ranges, expected ", expected, " (its first dimension)");
+      break;
+    }
     case Encoding::kUniform:
       f.only({"bits", "min_f32", "max_f32"});
       h.bits = static_cast<int>(f.signed_int("bits", 1, 16));
@@ -157,15 +162,21 @@ void parse_params(const json& params, TensorHeader& h, const std::string& owner)
   }
 }
 
-TensorHeader parse_tensor(const json& entry, size_t index) {
+TensorHeader parse_tensor(const json& entry, size_t index, uint32_t version) {
   TensorHeader h;
   const std::string where = detail::concat("tensor #", index);
   const Fields f(entry, where);
-  f.only({"name", "aliases", "shape", "dtype", "encoding", "params", "coding", "offset", "length",
-          "raw_length", "xxh3"});
+  if (version >= 2) {
+    f.only({"name", "kind", "aliases", "shape", "dtype", "encoding", "params", "coding", "offset",
+            "length", "raw_length", "xxh3"});
+  } else {
+    f.only({"name", "aliases", "shape", "dtype", "encoding", "params", "coding", "offset",
+            "length", "raw_length", "xxh3"});
+  }
   h.name = f.string("name");
   DIFFQ_CHECK(!h.name.empty(), where, " has an empty name");
   const std::string owner = "tensor '" + h.name + "'";
+  if (version >= 2) h.kind = parse_named(parse_record_kind, Fields(entry, owner).string("kind"), owner);
   const json& aliases = f.at("aliases");
   DIFFQ_CHECK(aliases.is_array(), owner, ": aliases is not an array");
   for (const json& alias : aliases) {
@@ -188,10 +199,20 @@ TensorHeader parse_tensor(const json& entry, size_t index) {
     h.numel = detail::checked_mul(h.numel, dim, "the element count");
   }
   DIFFQ_CHECK(h.numel <= (uint64_t{1} << 56), owner, ": ", h.numel, " elements is too many");
-  h.dtype = parse_dtype(f.string("dtype"), owner);
-  h.encoding = parse_encoding(f.string("encoding"), owner);
+  h.dtype = parse_named(parse_dtype, f.string("dtype"), owner);
+  h.encoding = parse_named(parse_encoding, f.string("encoding"), owner);
+  DIFFQ_CHECK(version >= 2 || !is_integer(h.dtype), owner, ": dtype '", dtype_name(h.dtype),
+              "' needs format version 2 (file has version ", version, ")");
+  DIFFQ_CHECK(version >= 2 || (h.encoding != Encoding::kInteger &&
+                               h.encoding != Encoding::kPerChannelUniform),
+              owner, ": encoding '", encoding_name(h.encoding),
+              "' needs format version 2 (file has version ", version, ")");
+  DIFFQ_CHECK(is_integer(h.dtype) == (h.encoding == Encoding::kInteger), owner, ": dtype '",
+              dtype_name(h.dtype), "' cannot be stored with encoding '", encoding_name(h.encoding),
+              "' (integer dtypes need the integer encoding, which holds nothing else)");
   parse_params(f.at("params"), h, owner);
   h.coding = parse_coding(f.string("coding"), owner);
+  DIFFQ_CHECK(h.coding != detail::Coding::kRans || detail::rans_applies(h.encoding), owner, ": coding 'rans' does not apply to encoding '", encoding_name(h.encoding), "'");
   h.offset = f.unsigned_int("offset", uint64_t{1} << 62);
   h.length = f.unsigned_int("length", uint64_t{1} << 62);
   h.raw_length = f.unsigned_int("raw_length", uint64_t{1} << 62);
@@ -227,7 +248,7 @@ ParsedFile parse_file(const uint8_t* data, size_t size, const LoadOptions& optio
   DIFFQ_CHECK(size >= detail::kPreambleSize, "truncated at offset ", size, ": the preamble needs ",
               detail::kPreambleSize, " bytes");
   file.version = get_u32(data + 8);
-  DIFFQ_CHECK(file.version != 0, "invalid format version 0");
+  DIFFQ_CHECK(file.version >= kOldestFormatVersion, "invalid format version ", file.version);
   DIFFQ_CHECK(file.version <= kFormatVersion, "format version ", file.version,
               " is newer than supported ", kFormatVersion);
   DIFFQ_CHECK(get_u32(data + 12) == 0, "unknown flags ", get_u32(data + 12), " in the preamble");
@@ -269,7 +290,7 @@ ParsedFile parse_file(const uint8_t* data, size_t size, const LoadOptions& optio
   uint64_t expected_offset = file.data_offset;
   uint64_t end = file.data_offset;
   for (size_t i = 0; i < tensors.size(); ++i) {
-    TensorHeader h = parse_tensor(tensors[i], i);
+    TensorHeader h = parse_tensor(tensors[i], i, file.version);
     expected_offset = detail::align_up(end);
     DIFFQ_CHECK(h.offset >= expected_offset, "payload of tensor '", h.name, "' at offset ",
                 h.offset, " overlaps the previous one (ends at ", end, ")");
@@ -321,6 +342,7 @@ QuantizedState decode(const uint8_t* data, size_t size, const LoadOptions& optio
     }
     TensorRecord record;
     record.name = h.name;
+    record.kind = h.kind;
     record.aliases = h.aliases;
     record.shape = h.shape;
     record.dtype = h.dtype;
@@ -332,7 +354,8 @@ QuantizedState decode(const uint8_t* data, size_t size, const LoadOptions& optio
   const Fields fingerprint(top.at("fingerprint"), "header fingerprint");
   DIFFQ_CHECK(fingerprint.unsigned_int("elements") == elements,
               "header fingerprint: element count differs from the table");
-  DIFFQ_CHECK(parse_hex(fingerprint.string("xxh3"), "header fingerprint") == model_fingerprint(state),
+  DIFFQ_CHECK(parse_hex(fingerprint.string("xxh3"), "header fingerprint") ==
+                  model_fingerprint(state, file.version),
               "model fingerprint mismatch: the tensor table does not match the recorded model");
   validate(state);
   if (parsed_out != nullptr) *parsed_out = std::move(file);
@@ -390,11 +413,13 @@ FileInfo describe(const uint8_t* data, size_t size) {
   info.fingerprint = header["fingerprint"]["xxh3"].get<std::string>();
   info.file_bytes = size;
   info.header_bytes = parsed.data_offset;
+  uint64_t end = parsed.data_offset;
   for (size_t i = 0; i < state.tensors.size(); ++i) {
     const TensorRecord& r = state.tensors[i];
     const TensorHeader& h = parsed.tensors[i];
     TensorInfo t;
     t.name = r.name;
+    t.kind = r.kind;
     t.aliases = r.aliases;
     t.shape = r.shape;
     t.dtype = r.dtype;
@@ -404,15 +429,22 @@ FileInfo describe(const uint8_t* data, size_t size) {
     detail::bits_histogram(r, t.bits_histogram);
     t.stored_bytes = h.length;
     t.raw_bytes = h.raw_length;
-    QuantizedState single;
-    single.tensors.push_back(r);
-    t.true_bits = single.true_bits();
+    t.true_bits = r.true_bits();
     info.total_elements += t.numel;
     info.total_stored_bytes += t.stored_bytes;
+    info.padding_bytes += h.offset - end;
+    end = h.offset + h.length;
+    if (r.kind == RecordKind::kBuffer) {
+      info.buffer_bytes += t.stored_bytes;
+      info.buffer_elements += t.numel;
+    } else {
+      info.parameter_bytes += t.stored_bytes;
+    }
     for (int b = 0; b <= 16; ++b) info.bits_histogram[b] += t.bits_histogram[b];
     info.tensors.push_back(std::move(t));
   }
   info.true_bits = state.true_bits();
+  info.buffer_true_bits = state.buffer_bits();
   return info;
 }
 

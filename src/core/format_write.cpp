@@ -69,6 +69,7 @@ EncodedFile encode_file(const QuantizedState& state, const SaveOptions& options)
       const auto& p = encoded[i];
       offset = detail::align_up(offset);
       tensors.push_back({{"name", r.name},
+                         {"kind", record_kind_name(r.kind)},
                          {"aliases", r.aliases},
                          {"shape", r.shape},
                          {"dtype", dtype_name(r.dtype)},

@@ -79,6 +79,42 @@ bool is_integer(DType dtype) {
   }
 }
 
+int integer_width(DType dtype) {
+  switch (dtype) {
+    case DType::kInt64: return 8;
+    case DType::kInt32: return 4;
+    case DType::kInt16: return 2;
+    case DType::kInt8:
+    case DType::kUInt8:
+    case DType::kBool:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+int64_t integer_min(DType dtype) {
+  switch (dtype) {
+    case DType::kInt64: return std::numeric_limits<int64_t>::min();
+    case DType::kInt32: return std::numeric_limits<int32_t>::min();
+    case DType::kInt16: return std::numeric_limits<int16_t>::min();
+    case DType::kInt8: return std::numeric_limits<int8_t>::min();
+    default: return 0;
+  }
+}
+
+int64_t integer_max(DType dtype) {
+  switch (dtype) {
+    case DType::kInt64: return std::numeric_limits<int64_t>::max();
+    case DType::kInt32: return std::numeric_limits<int32_t>::max();
+    case DType::kInt16: return std::numeric_limits<int16_t>::max();
+    case DType::kInt8: return std::numeric_limits<int8_t>::max();
+    case DType::kUInt8: return std::numeric_limits<uint8_t>::max();
+    case DType::kBool: return 1;
+    default: return 0;
+  }
+}
+
 const char* dtype_name(DType dtype) {
   switch (dtype) {
     case DType::kFloat32: return "float32";
@@ -116,6 +152,16 @@ int64_t TensorRecord::group_count() const {
 
 int64_t TensorRecord::group_extent() const { return group_size == 0 ? numel() : group_size; }
 
+int64_t TensorRecord::channel_count() const {
+  if (encoding != Encoding::kPerChannelUniform) return 0;
+  return shape.empty() ? 1 : shape[0];
+}
+
+int64_t TensorRecord::channel_extent() const {
+  const int64_t channels = channel_count();
+  return channels == 0 ? 0 : numel() / channels;
+}
+
 bool TensorRecord::is_quantized() const {
   switch (encoding) {
     case Encoding::kUniform:
@@ -152,6 +198,9 @@ void validate(const TensorRecord& r) {
     DIFFQ_CHECK(static_cast<int64_t>(actual) == expected, "tensor '", r.name, "': ", what,
                 " has ", actual, " entries, expected ", expected);
   };
+  DIFFQ_CHECK(!is_integer(r.dtype) || r.encoding == Encoding::kInteger, "tensor '", r.name,
+              "': dtype ", dtype_name(r.dtype), " needs the integer encoding, not ",
+              encoding_name(r.encoding));
   switch (r.encoding) {
     case Encoding::kFloat32:
       size_is(r.values_f32.size(), n, "float32 payload");
@@ -163,15 +212,7 @@ void validate(const TensorRecord& r) {
       DIFFQ_CHECK(is_integer(r.dtype), "tensor '", r.name, "': integer payload for dtype ",
                   dtype_name(r.dtype));
       size_is(r.values_i64.size(), n, "integer payload");
-      int64_t lo = std::numeric_limits<int64_t>::min(), hi = std::numeric_limits<int64_t>::max();
-      switch (r.dtype) {
-        case DType::kInt32: lo = INT32_MIN; hi = INT32_MAX; break;
-        case DType::kInt16: lo = INT16_MIN; hi = INT16_MAX; break;
-        case DType::kInt8: lo = INT8_MIN; hi = INT8_MAX; break;
-        case DType::kUInt8: lo = 0; hi = UINT8_MAX; break;
-        case DType::kBool: lo = 0; hi = 1; break;
-        default: break;
-      }
+      const int64_t lo = integer_min(r.dtype), hi = integer_max(r.dtype);
       for (size_t i = 0; i < r.values_i64.size(); ++i)
         DIFFQ_CHECK(r.values_i64[i] >= lo && r.values_i64[i] <= hi, "tensor '", r.name,
                     "': value ", r.values_i64[i], " at index ", i, " does not fit in ",
@@ -179,7 +220,8 @@ void validate(const TensorRecord& r) {
       return;
     }
     case Encoding::kUniform:
-    case Encoding::kLSQ: {
+    case Encoding::kLSQ:
+    case Encoding::kPerChannelUniform: {
       DIFFQ_CHECK(r.bits >= 1 && r.bits <= 16, "tensor '", r.name, "': bit-width ", r.bits,
                   " outside 1..16");
       size_is(r.levels.size(), n, "levels");
@@ -193,6 +235,17 @@ void validate(const TensorRecord& r) {
       if (r.encoding == Encoding::kUniform) {
         DIFFQ_CHECK(std::isfinite(r.min) && std::isfinite(r.max) && r.min <= r.max, "tensor '",
                     r.name, "': invalid range [", r.min, ", ", r.max, "]");
+      } else if (r.encoding == Encoding::kPerChannelUniform) {
+        const int64_t channels = r.channel_count();
+        DIFFQ_CHECK(r.channel_min.size() == r.channel_max.size(), "tensor '", r.name, "': ",
+                    r.channel_min.size(), " channel minima but ", r.channel_max.size(),
+                    " channel maxima");
+        size_is(r.channel_min.size(), channels, "channel ranges");
+        for (size_t c = 0; c < r.channel_min.size(); ++c) {
+          const float lo = r.channel_min[c], hi = r.channel_max[c];
+          DIFFQ_CHECK(std::isfinite(lo) && std::isfinite(hi) && lo <= hi, "tensor '", r.name,
+                      "': invalid range of channel ", c, " [", lo, ", ", hi, "]");
+        }
       } else {
         DIFFQ_CHECK(std::isfinite(r.step), "tensor '", r.name, "': step is not finite");
       }
@@ -277,8 +330,22 @@ void dequantize_range(const TensorRecord& r, int64_t begin, int64_t end, float* 
     case Encoding::kInteger:
       for (int64_t i = begin; i < end; ++i) out[i - begin] = static_cast<float>(r.values_i64[i]);
       break;
-    case Encoding::kPerChannelUniform:
-      throw Error(detail::concat("tensor '", r.name, "': per-channel records are not readable yet"));
+    case Encoding::kPerChannelUniform: {
+      // Per channel: one denominator and range, then a loop the compiler vectorises.
+      const int64_t extent = r.channel_extent();
+      const float denom = static_cast<float>((1u << r.bits) - 1u);
+      int64_t i = begin;
+      while (i < end) {
+        const int64_t c = i / extent;
+        const int64_t stop = std::min(end, (c + 1) * extent);
+        const float lo = r.channel_min[c];
+        const float range = r.channel_max[c] - lo;
+        for (; i < stop; ++i) {
+          out[i - begin] = static_cast<float>(r.levels[i]) / denom * range + lo;
+        }
+      }
+      break;
+    }
     case Encoding::kUniform:
       for (int64_t i = begin; i < end; ++i) {
         out[i - begin] = uniform_value(r.levels[i], r.bits, r.min, r.max);
@@ -334,7 +401,7 @@ double TensorRecord::payload_bits() const {
   switch (encoding) {
     case Encoding::kFloat32: return 32.0 * n;
     case Encoding::kFloat16: return 16.0 * n;
-    case Encoding::kInteger: return 64.0 * n;
+    case Encoding::kInteger: return 8.0 * integer_width(dtype) * n;
     case Encoding::kUniform:
     case Encoding::kLSQ:
     case Encoding::kPerChannelUniform:
@@ -362,10 +429,8 @@ double TensorRecord::true_bits() const {
       const double bits_bits = std::ceil(std::log2(1.0 + std::max(0, max_bits - min_bits)));
       return payload + 64.0 + 8.0 + bits_bits * static_cast<double>(group_bits.size());
     }
-    case Encoding::kPerChannelUniform: {
-      const double channels = shape.empty() ? 1.0 : static_cast<double>(shape[0]);
-      return payload + 64.0 * channels;
-    }
+    case Encoding::kPerChannelUniform:
+      return payload + 64.0 * static_cast<double>(channel_count());
     default:
       return payload;
   }

@@ -3,7 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
+
+#include "diffq/format.h"
 
 namespace diffq_test {
 
@@ -101,6 +105,45 @@ TensorRecord pq_record(const std::string& name, int64_t blocks, int64_t block_si
   return r;
 }
 
+TensorRecord integer_record(const std::string& name, std::vector<int64_t> shape,
+                            diffq::DType dtype, std::mt19937& rng) {
+  TensorRecord r = base(name, std::move(shape), Encoding::kInteger);
+  r.dtype = dtype;
+  const uint64_t lo = static_cast<uint64_t>(diffq::integer_min(dtype));
+  const uint64_t span = static_cast<uint64_t>(diffq::integer_max(dtype)) - lo;  // wraps for int64
+  r.values_i64.resize(static_cast<size_t>(r.numel()));
+  for (auto& v : r.values_i64) {
+    const uint64_t draw = (uint64_t{rng()} << 32) | rng();
+    v = static_cast<int64_t>(lo + (span == ~uint64_t{0} ? draw : draw % (span + 1)));
+  }
+  if (r.values_i64.size() >= 2) {
+    r.values_i64[0] = diffq::integer_min(dtype);
+    r.values_i64[1] = diffq::integer_max(dtype);
+  }
+  return r;
+}
+
+TensorRecord per_channel_record(const std::string& name, std::vector<int64_t> shape, int bits,
+                                std::mt19937& rng) {
+  TensorRecord r = base(name, std::move(shape), Encoding::kPerChannelUniform);
+  r.bits = bits;
+  const size_t channels = static_cast<size_t>(r.channel_count());
+  std::uniform_int_distribution<int> mantissa(-1000, 1000);
+  for (size_t c = 0; c < channels; ++c) {
+    const float a = static_cast<float>(mantissa(rng)) / 37.f;
+    const float b = static_cast<float>(mantissa(rng)) / 41.f;
+    r.channel_min.push_back(std::min(a, b));
+    r.channel_max.push_back(c == 1 ? std::min(a, b) : std::max(a, b));
+  }
+  r.levels = random_levels(static_cast<size_t>(r.numel()), bits, rng);
+  return r;
+}
+
+TensorRecord as_buffer(TensorRecord record) {
+  record.kind = diffq::RecordKind::kBuffer;
+  return record;
+}
+
 diffq::QuantizedState mixed_state(uint32_t seed) {
   std::mt19937 rng(seed);
   diffq::QuantizedState state;
@@ -114,7 +157,20 @@ diffq::QuantizedState mixed_state(uint32_t seed) {
   state.tensors.push_back(lsq_record("scalar", {}, 7, rng));
   state.tensors.push_back(pq_record("emb.weight", 5, 2, 3, rng));
   state.tensors.push_back(float32_record("empty", {0, 3}, rng));
+  state.tensors.push_back(per_channel_record("fc.weight", {4, 6}, 6, rng));
+  state.tensors.push_back(as_buffer(float32_record("bn.running_mean", {4}, rng)));
+  state.tensors.push_back(as_buffer(float16_record("bn.running_var", {4}, rng)));
+  state.tensors.push_back(as_buffer(integer_record("bn.num_batches_tracked", {}, diffq::DType::kInt64, rng)));
+  state.tensors.push_back(as_buffer(integer_record("mask", {2, 5}, diffq::DType::kBool, rng)));
+  state.tensors.push_back(as_buffer(integer_record("table", {7}, diffq::DType::kInt16, rng)));
   return state;
+}
+
+std::string fingerprint_hex(const diffq::QuantizedState& state, uint32_t format_version) {
+  char text[17];
+  std::snprintf(text, sizeof(text), "%016llx",
+                static_cast<unsigned long long>(diffq::model_fingerprint(state, format_version)));
+  return text;
 }
 
 void expect_identical(const diffq::QuantizedState& a, const diffq::QuantizedState& b) {
@@ -126,6 +182,7 @@ void expect_identical(const diffq::QuantizedState& a, const diffq::QuantizedStat
     const TensorRecord& y = b.tensors[i];
     SCOPED_TRACE("tensor " + x.name);
     EXPECT_EQ(x.name, y.name);
+    EXPECT_EQ(x.kind, y.kind);
     EXPECT_EQ(x.aliases, y.aliases);
     EXPECT_EQ(x.shape, y.shape);
     EXPECT_EQ(x.dtype, y.dtype);
@@ -134,10 +191,20 @@ void expect_identical(const diffq::QuantizedState& a, const diffq::QuantizedStat
     EXPECT_TRUE(x.values_f32.empty() ||
                 std::memcmp(x.values_f32.data(), y.values_f32.data(), x.values_f32.size() * 4) == 0);
     EXPECT_EQ(x.values_f16, y.values_f16);
+    EXPECT_EQ(x.values_i64, y.values_i64);
     EXPECT_EQ(x.levels, y.levels);
     EXPECT_EQ(x.codebook, y.codebook);
     EXPECT_EQ(x.group_bits, y.group_bits);
-    if (x.encoding == Encoding::kUniform || x.encoding == Encoding::kLSQ) EXPECT_EQ(x.bits, y.bits);
+    if (x.encoding == Encoding::kUniform || x.encoding == Encoding::kLSQ ||
+        x.encoding == Encoding::kPerChannelUniform) {
+      EXPECT_EQ(x.bits, y.bits);
+    }
+    ASSERT_EQ(x.channel_min.size(), y.channel_min.size());
+    ASSERT_EQ(x.channel_max.size(), y.channel_max.size());
+    for (size_t c = 0; c < x.channel_min.size(); ++c) {
+      EXPECT_EQ(bits_of(x.channel_min[c]), bits_of(y.channel_min[c])) << "channel " << c;
+      EXPECT_EQ(bits_of(x.channel_max[c]), bits_of(y.channel_max[c])) << "channel " << c;
+    }
     if (x.encoding == Encoding::kUniform || x.encoding == Encoding::kDiffQGroups) {
       EXPECT_EQ(bits_of(x.min), bits_of(y.min));
       EXPECT_EQ(bits_of(x.max), bits_of(y.max));

@@ -30,8 +30,24 @@ diffq::TensorRecord diffq_record(const std::string& name, std::vector<int64_t> s
 diffq::TensorRecord pq_record(const std::string& name, int64_t blocks, int64_t block_size,
                               int64_t num_centroids, std::mt19937& rng);
 
-/// A small state with one record of every encoding, tied aliases and options.
+/// Integer record of `dtype` with random values spanning the dtype's whole
+/// range (its minimum and maximum included when there are 2+ elements).
+diffq::TensorRecord integer_record(const std::string& name, std::vector<int64_t> shape,
+                                   diffq::DType dtype, std::mt19937& rng);
+/// Per-channel uniform record with random levels on `bits` and random
+/// ranges (one channel with an empty range [c, c] when there are 2+).
+diffq::TensorRecord per_channel_record(const std::string& name, std::vector<int64_t> shape,
+                                       int bits, std::mt19937& rng);
+/// `record` marked as a buffer.
+diffq::TensorRecord as_buffer(diffq::TensorRecord record);
+
+/// A small state with one record of every encoding, tied aliases and
+/// options, float and integer buffers and a per-channel record (format v2).
 diffq::QuantizedState mixed_state(uint32_t seed);
+
+/// The model fingerprint of `state` (as defined by file format
+/// `format_version`) as 16 lowercase hex digits, as in files.
+std::string fingerprint_hex(const diffq::QuantizedState& state, uint32_t format_version);
 
 /// Asserts (gtest) that two states are identical, floats bit for bit.
 void expect_identical(const diffq::QuantizedState& a, const diffq::QuantizedState& b);

@@ -17,6 +17,7 @@ namespace {
 using diffq::EntropyCoding;
 using namespace diffq_test;
 
+// mixed_state: every encoding, aliases, float and integer buffers, per-channel.
 std::vector<uint8_t> small_file(EntropyCoding coding) {
   return diffq::serialize(mixed_state(3), diffq::SaveOptions().entropy_coding(coding).creation_time(0));
 }
@@ -73,6 +74,13 @@ class Corruption : public testing::TestWithParam<EntropyCoding> {};
 TEST_P(Corruption, EveryTruncationIsRejected) {
   const auto bytes = small_file(GetParam());
   ASSERT_EQ(load_error(bytes), "");
+  // A version-2 file with buffers, integer and per-channel records.
+  ASSERT_EQ(bytes[8], 2);
+  const std::string header = header_of(bytes).dump();
+  for (const char* feature : {"\"kind\":\"buffer\"", "\"encoding\":\"integer\"",
+                              "\"encoding\":\"per_channel\"", "\"dtype\":\"bool\""}) {
+    ASSERT_NE(header.find(feature), std::string::npos) << feature;
+  }
   for (size_t cut = 0; cut < bytes.size(); ++cut) {
     const std::vector<uint8_t> truncated(bytes.begin(), bytes.begin() + cut);
     ASSERT_NE(load_error(truncated), "") << "truncated to " << cut << " bytes";
@@ -120,8 +128,11 @@ TEST(CorruptionMessages, NameTheProblem) {
   EXPECT_NE(load_error(junk).find("bad magic"), std::string::npos);
 
   auto newer = bytes;
-  newer[8] = 2;
-  EXPECT_NE(load_error(newer).find("format version 2 is newer than supported 1"), std::string::npos);
+  newer[8] = 3;
+  EXPECT_NE(load_error(newer).find("format version 3 is newer than supported 2"), std::string::npos);
+  auto zero = bytes;
+  zero[8] = 0;
+  EXPECT_NE(load_error(zero).find("invalid format version 0"), std::string::npos);
 
   auto payload = bytes;
   const auto header = header_of(bytes);

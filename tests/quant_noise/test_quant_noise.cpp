@@ -471,12 +471,10 @@ TEST(QuantNoise, EvaluationEqualsRestoredQuantizedModel) {
     // Through the compact file, restored without the quantizer.
     const auto bytes = serialize(q.get_quantized_state());
     auto state = load_from_memory(bytes.data(), bytes.size());
+    // Per-channel ranges are stored exactly too (kPerChannelUniform, format v2).
+    EXPECT_NEAR(state.true_mib(), q.true_model_size(), 1e-12);
     if (options.per_channel()) {
-      // Per-channel ranges are stored as float32 values (no per-channel
-      // encoding in format v1): the file is larger than the ideal size.
-      EXPECT_GT(state.true_mib(), q.true_model_size());
-    } else {
-      EXPECT_NEAR(state.true_mib(), q.true_model_size(), 1e-12);
+      EXPECT_EQ(state.tensors[0].encoding, Encoding::kPerChannelUniform);
     }
     SmallNet fresh;
     restore(fresh, state);
@@ -521,6 +519,71 @@ TEST(QuantNoise, SizesOfScalarModes) {
   QuantNoiseQuantizer q4(layer, QuantNoiseOptions().mode(QuantNoiseMode::kScalarInt4).discovery(all_params().exclude({"bias"})));
   EXPECT_DOUBLE_EQ(q4.true_model_size(), (4.0 * 2048 + 64 + 32 * 32) / 8 / 1048576);
   EXPECT_DOUBLE_EQ(q4.get_quantized_state().true_mib(), q4.true_model_size());
+  torch::nn::Linear other(64, 32);  // one quantizer per model
+  QuantNoiseQuantizer pc(other, QuantNoiseOptions().mode(QuantNoiseMode::kScalarInt8).per_channel(true).discovery(all_params().exclude({"bias"})));
+  // 8 bits per weight, a float32 min and max for each of the 32 channels, float32 bias.
+  EXPECT_DOUBLE_EQ(pc.true_model_size(), (8.0 * 2048 + 64 * 32 + 32 * 32) / 8 / 1048576);
+  EXPECT_DOUBLE_EQ(pc.get_quantized_state().true_mib(), pc.true_model_size());
+}
+
+// Bit patterns of a float tensor (so that -0 and +0 differ).
+torch::Tensor bit_patterns(const torch::Tensor& t) {
+  return t.detach().to(torch::kFloat32).contiguous().view(torch::kInt32).clone();
+}
+
+TEST(QuantNoise, PerChannelStateIsExactAndSmallerThanFloat) {
+  torch::manual_seed(16);
+  for (auto mode : {QuantNoiseMode::kScalarInt4, QuantNoiseMode::kScalarInt8}) {
+    SCOPED_TRACE(mode == QuantNoiseMode::kScalarInt4 ? "int4" : "int8");
+    SmallNet net;
+    net->conv2->weight.detach()[3].zero_();  // a channel with a zero range
+    QuantNoiseQuantizer q(net, QuantNoiseOptions().mode(mode).per_channel(true).discovery(all_params()));
+    std::vector<torch::Tensor> evaluated;
+    {
+      torch::NoGradGuard no_grad;
+      auto scope = q.quantized_evaluation();
+      for (auto& p : net->parameters()) evaluated.push_back(bit_patterns(p));
+    }
+    const QuantizedState state = q.get_quantized_state();
+    ASSERT_EQ(state.tensors.size(), net->parameters().size());
+    for (const auto& r : state.tensors) {
+      if (r.shape.size() >= 2) {
+        EXPECT_EQ(r.encoding, Encoding::kPerChannelUniform) << r.name;
+        EXPECT_EQ(r.channel_count(), r.shape[0]) << r.name;
+      } else {
+        EXPECT_EQ(r.encoding, Encoding::kUniform) << r.name;  // one channel: [-a, a]
+      }
+      EXPECT_EQ(r.bits, mode == QuantNoiseMode::kScalarInt4 ? 4 : 8);
+    }
+    const auto bytes = serialize(state, SaveOptions().entropy_coding(EntropyCoding::kNone));
+    const QuantizedState loaded = load_from_memory(bytes.data(), bytes.size());
+    SmallNet fresh;
+    restore(fresh, loaded);
+    const auto restored = fresh->parameters();
+    for (size_t i = 0; i < restored.size(); ++i) {
+      EXPECT_TRUE(torch::equal(bit_patterns(restored[i]), evaluated[i])) << state.tensors[i].name;
+    }
+    EXPECT_NEAR(loaded.true_mib(), q.true_model_size(), 1e-12);
+    // Before format v2 the per-channel records were float32 values.
+    QuantizedState as_float = loaded;
+    for (auto& r : as_float.tensors) {
+      if (r.encoding != Encoding::kPerChannelUniform) continue;
+      r.values_f32 = dequantize(r);
+      r.encoding = Encoding::kFloat32;
+      r.levels.clear();
+      r.channel_min.clear();
+      r.channel_max.clear();
+    }
+    EXPECT_LT(loaded.true_bits(), as_float.true_bits() / 3);
+    const auto float_bytes = serialize(as_float, SaveOptions().entropy_coding(EntropyCoding::kNone));
+    EXPECT_LT(bytes.size(), float_bytes.size());
+    for (auto coding : {EntropyCoding::kZstd, EntropyCoding::kRans, EntropyCoding::kAuto}) {
+      const auto coded = serialize(state, SaveOptions().entropy_coding(coding));
+      SmallNet again;
+      restore(again, load_from_memory(coded.data(), coded.size()));
+      EXPECT_TRUE(torch::equal(bit_patterns(again->conv1->weight), evaluated[0]));
+    }
+  }
 }
 
 TEST(QuantNoise, InvalidOptionsAreRefused) {
