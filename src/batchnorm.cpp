@@ -1,0 +1,187 @@
+// Re-estimating BatchNorm running statistics (cumulative average).
+#include "diffq/batchnorm.h"
+
+#include <string>
+
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include "diffq/error.h"
+
+namespace diffq {
+
+namespace {
+
+// One BatchNorm layer: its statistics and how to read/set its momentum.
+struct Norm {
+  std::string name;
+  torch::Tensor running_mean, running_var, num_batches_tracked;  // the last may be undefined
+  std::function<void(double)> set_momentum;
+  std::function<void()> restore_momentum;
+};
+
+// Saved values of a layer's statistics, to put back on error.
+struct Saved {
+  torch::Tensor mean, var, count;
+};
+
+template <typename Impl>
+bool add_nn_norm(const std::string& name, const std::shared_ptr<torch::nn::Module>& module,
+                 std::vector<Norm>& out) {
+  auto* bn = dynamic_cast<Impl*>(module.get());
+  if (bn == nullptr) return false;
+  if (!bn->options.track_running_stats() || !bn->running_mean.defined()) return true;
+  Norm norm;
+  norm.name = name;
+  norm.running_mean = bn->running_mean;
+  norm.running_var = bn->running_var;
+  norm.num_batches_tracked = bn->num_batches_tracked;
+  const c10::optional<double> momentum = bn->options.momentum();
+  norm.set_momentum = [bn](double m) { bn->options.momentum(m); };
+  norm.restore_momentum = [bn, momentum] { bn->options.momentum(momentum); };
+  out.push_back(std::move(norm));
+  return true;
+}
+
+std::vector<Norm> nn_norms(torch::nn::Module& model) {
+  std::vector<Norm> out;
+  for (const auto& item : model.named_modules("", /*include_self=*/true)) {
+    add_nn_norm<torch::nn::BatchNorm1dImpl>(item.key(), item.value(), out) ||
+        add_nn_norm<torch::nn::BatchNorm2dImpl>(item.key(), item.value(), out) ||
+        add_nn_norm<torch::nn::BatchNorm3dImpl>(item.key(), item.value(), out);
+  }
+  return out;
+}
+
+bool is_tensor_buffer(const torch::jit::Module& m, const std::string& name) {
+  const auto& type = m.type();
+  auto slot = type->findAttributeSlot(name);
+  return slot && type->is_buffer(*slot) && m.attr(name).isTensor();
+}
+
+std::vector<Norm> script_norms(torch::jit::Module& model) {
+  std::vector<Norm> out;
+  for (const auto& item : model.named_modules()) {
+    torch::jit::Module m = item.value;
+    if (!is_tensor_buffer(m, "running_mean") || !is_tensor_buffer(m, "running_var")) continue;
+    const std::string shown = item.name.empty() ? "<root>" : item.name;
+    auto slot = m.type()->findAttributeSlot("momentum");
+    DIFFQ_CHECK(slot.has_value(), "recalibrate_batchnorm: TorchScript module '", shown,
+                "' has running statistics but no 'momentum' attribute (a constant of a module "
+                "scripted from Python cannot be changed); register momentum as an attribute");
+    const auto type = m.type()->getAttribute(*slot);
+    DIFFQ_CHECK(c10::FloatType::get()->isSubtypeOf(*type), "recalibrate_batchnorm: the "
+                "'momentum' attribute of TorchScript module '", shown, "' has type ",
+                type->repr_str(), "; float or Optional[float] is needed");
+    Norm norm;
+    norm.name = shown;
+    norm.running_mean = m.attr("running_mean").toTensor();
+    norm.running_var = m.attr("running_var").toTensor();
+    if (is_tensor_buffer(m, "num_batches_tracked")) {
+      norm.num_batches_tracked = m.attr("num_batches_tracked").toTensor();
+    }
+    const c10::IValue momentum = m.attr("momentum");
+    norm.set_momentum = [m](double value) mutable { m.setattr("momentum", value); };
+    norm.restore_momentum = [m, momentum]() mutable { m.setattr("momentum", momentum); };
+    out.push_back(std::move(norm));
+  }
+  return out;
+}
+
+// Train/eval flags of every module, to set and put back.
+class Modes {
+ public:
+  explicit Modes(const ModelRef& model) {
+    if (auto* nn = model.nn_module()) {
+      for (const auto& m : nn->modules(/*include_self=*/true)) {
+        nn_.push_back({m, m->is_training()});
+      }
+    } else {
+      for (const auto& m : model.script_module()->modules()) {
+        if (m.type()->hasAttribute("training")) script_.push_back({m, m.is_training()});
+      }
+    }
+  }
+  // Every module in eval mode, then the BatchNorm layers (by name) in train mode.
+  void calibration(const ModelRef& model, const std::vector<Norm>& norms) {
+    for (auto& entry : nn_) entry.first->train(false);
+    for (auto& entry : script_) entry.first.setattr("training", false);
+    if (auto* nn = model.nn_module()) {
+      const auto modules = nn->named_modules("", /*include_self=*/true);
+      for (const auto& norm : norms) modules[norm.name]->train(true);
+    } else {
+      for (const auto& item : model.script_module()->named_modules()) {
+        for (const auto& norm : norms) {
+          const std::string shown = item.name.empty() ? "<root>" : item.name;
+          torch::jit::Module m = item.value;
+          if (norm.name == shown && m.type()->hasAttribute("training")) m.setattr("training", true);
+        }
+      }
+    }
+  }
+  // Puts every flag back (pre-order, so that a parent's recursive train()
+  // cannot override a child's own flag).
+  void restore() {
+    for (auto& entry : nn_) entry.first->train(entry.second);
+    for (auto& entry : script_) entry.first.setattr("training", entry.second);
+  }
+
+ private:
+  std::vector<std::pair<std::shared_ptr<torch::nn::Module>, bool>> nn_;
+  std::vector<std::pair<torch::jit::Module, bool>> script_;
+};
+
+}  // namespace
+
+int64_t recalibrate_batchnorm(const ModelRef& model, const std::vector<torch::Tensor>& batches,
+                              const BatchForward& forward) {
+  std::vector<Norm> norms =
+      model.nn_module() != nullptr ? nn_norms(*model.nn_module()) : script_norms(*model.script_module());
+  if (norms.empty()) return 0;
+  DIFFQ_CHECK(!batches.empty(), "recalibrate_batchnorm: no batches given (the model has ",
+              norms.size(), " BatchNorm layers, starting with '", norms.front().name, "')");
+  DIFFQ_CHECK(static_cast<bool>(forward), "recalibrate_batchnorm: no forward function given");
+  torch::NoGradGuard no_grad;
+  std::vector<Saved> saved;
+  for (const auto& norm : norms) {
+    saved.push_back({norm.running_mean.clone(), norm.running_var.clone(),
+                     norm.num_batches_tracked.defined() ? norm.num_batches_tracked.clone()
+                                                        : torch::Tensor()});
+  }
+  Modes modes(model);
+  try {
+    modes.calibration(model, norms);
+    for (auto& norm : norms) {
+      norm.running_mean.zero_();
+      norm.running_var.fill_(1);
+      if (norm.num_batches_tracked.defined()) norm.num_batches_tracked.zero_();
+    }
+    // Momentum 1/k on batch k: running_k = (1 - 1/k) running_(k-1) + s_k / k,
+    // the mean of s_1..s_k (the first batch replaces the reset values).
+    for (size_t k = 0; k < batches.size(); ++k) {
+      for (auto& norm : norms) norm.set_momentum(1.0 / static_cast<double>(k + 1));
+      forward(batches[k]);
+    }
+  } catch (...) {
+    for (size_t i = 0; i < norms.size(); ++i) {
+      norms[i].restore_momentum();
+      norms[i].running_mean.copy_(saved[i].mean);
+      norms[i].running_var.copy_(saved[i].var);
+      if (saved[i].count.defined()) norms[i].num_batches_tracked.copy_(saved[i].count);
+    }
+    modes.restore();
+    throw;
+  }
+  for (auto& norm : norms) norm.restore_momentum();
+  modes.restore();
+  return static_cast<int64_t>(norms.size());
+}
+
+int64_t recalibrate_batchnorm(torch::jit::Module& model,
+                              const std::vector<torch::Tensor>& batches) {
+  return recalibrate_batchnorm(ModelRef(model), batches, [&model](const torch::Tensor& batch) {
+    model.forward({batch});
+  });
+}
+
+}  // namespace diffq
