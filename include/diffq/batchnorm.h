@@ -64,7 +64,7 @@ int64_t recalibrate_batchnorm(torch::jit::Module& model,
 /// The same for a C++ frontend model held by a `std::shared_ptr` or a module
 /// holder (`TORCH_MODULE` types) whose `forward` takes one tensor.
 template <typename Model>
-auto recalibrate_batchnorm(const Model& model, const std::vector<torch::Tensor>& batches)
+auto recalibrate_batchnorm(Model& model, const std::vector<torch::Tensor>& batches)
     -> decltype(model->forward(std::declval<torch::Tensor>()), int64_t()) {
   return recalibrate_batchnorm(ModelRef(model), batches,
                                [&model](const torch::Tensor& batch) { model->forward(batch); });
