@@ -12,12 +12,18 @@ namespace diffq {
 
 namespace {
 
-// One BatchNorm layer: its statistics and how to read/set its momentum.
+// One BatchNorm layer: its statistics and how its update is steered.
 struct Norm {
   std::string name;
   torch::Tensor running_mean, running_var, num_batches_tracked;  // the last may be undefined
+  // Settable momentum (C++ option or TorchScript attribute): 1/k on batch k.
   std::function<void(double)> set_momentum;
   std::function<void()> restore_momentum;
+  // Otherwise (momentum a TorchScript class constant), probe mode: the
+  // statistics are zeroed before each batch, so that after it they hold
+  // `factor` times the batch statistics, which are read back and averaged.
+  double factor = 0;
+  torch::Tensor sum_mean, sum_var;  // float64 sums of the batch statistics
 };
 
 // Saved values of a layer's statistics, to put back on error.
@@ -65,14 +71,6 @@ std::vector<Norm> script_norms(torch::jit::Module& model) {
     torch::jit::Module m = item.value;
     if (!is_tensor_buffer(m, "running_mean") || !is_tensor_buffer(m, "running_var")) continue;
     const std::string shown = item.name.empty() ? "<root>" : item.name;
-    auto slot = m.type()->findAttributeSlot("momentum");
-    DIFFQ_CHECK(slot.has_value(), "recalibrate_batchnorm: TorchScript module '", shown,
-                "' has running statistics but no 'momentum' attribute (a constant of a module "
-                "scripted from Python cannot be changed); register momentum as an attribute");
-    const auto type = m.type()->getAttribute(*slot);
-    DIFFQ_CHECK(c10::FloatType::get()->isSubtypeOf(*type), "recalibrate_batchnorm: the "
-                "'momentum' attribute of TorchScript module '", shown, "' has type ",
-                type->repr_str(), "; float or Optional[float] is needed");
     Norm norm;
     norm.name = shown;
     norm.running_mean = m.attr("running_mean").toTensor();
@@ -80,9 +78,37 @@ std::vector<Norm> script_norms(torch::jit::Module& model) {
     if (is_tensor_buffer(m, "num_batches_tracked")) {
       norm.num_batches_tracked = m.attr("num_batches_tracked").toTensor();
     }
-    const c10::IValue momentum = m.attr("momentum");
-    norm.set_momentum = [m](double value) mutable { m.setattr("momentum", value); };
-    norm.restore_momentum = [m, momentum]() mutable { m.setattr("momentum", momentum); };
+    if (auto slot = m.type()->findAttributeSlot("momentum")) {
+      const auto type = m.type()->getAttribute(*slot);
+      DIFFQ_CHECK(c10::FloatType::get()->isSubtypeOf(*type),
+                  "recalibrate_batchnorm: the "
+                  "'momentum' attribute of TorchScript module '",
+                  shown, "' has type ", type->repr_str(), "; float or Optional[float] is needed");
+      const c10::IValue momentum = m.attr("momentum");
+      norm.set_momentum = [m](double value) mutable { m.setattr("momentum", value); };
+      norm.restore_momentum = [m, momentum]() mutable { m.setattr("momentum", momentum); };
+    } else {
+      // torch.nn.BatchNorm scripted from Python: momentum is a class
+      // constant (inlined in the code). Its forward updates with factor
+      // momentum, or 1/num_batches_tracked when momentum is None.
+      auto constant = m.type()->findConstant("momentum");
+      DIFFQ_CHECK(constant.has_value(), "recalibrate_batchnorm: TorchScript module '", shown,
+                  "' has running statistics but no 'momentum' attribute or constant; its "
+                  "update rule is unknown");
+      if (constant->isNone()) {
+        DIFFQ_CHECK(norm.num_batches_tracked.defined(),
+                    "recalibrate_batchnorm: TorchScript "
+                    "module '",
+                    shown, "' has momentum None but no num_batches_tracked buffer");
+        norm.factor = 1.0;  // 1 / num_batches_tracked, from 0 to 1 in the forward
+      } else {
+        DIFFQ_CHECK(constant->isDouble() && constant->toDouble() > 0 && constant->toDouble() <= 1,
+                    "recalibrate_batchnorm: the momentum constant of TorchScript module '", shown,
+                    "' is ", *constant, "; a float in (0, 1] or None is needed");
+        norm.factor = constant->toDouble();
+      }
+      norm.restore_momentum = [] {};
+    }
     out.push_back(std::move(norm));
   }
   return out;
@@ -135,8 +161,8 @@ class Modes {
 
 int64_t recalibrate_batchnorm(const ModelRef& model, const std::vector<torch::Tensor>& batches,
                               const BatchForward& forward) {
-  std::vector<Norm> norms =
-      model.nn_module() != nullptr ? nn_norms(*model.nn_module()) : script_norms(*model.script_module());
+  std::vector<Norm> norms = model.nn_module() != nullptr ? nn_norms(*model.nn_module())
+                                                         : script_norms(*model.script_module());
   if (norms.empty()) return 0;
   DIFFQ_CHECK(!batches.empty(), "recalibrate_batchnorm: no batches given (the model has ",
               norms.size(), " BatchNorm layers, starting with '", norms.front().name, "')");
@@ -144,9 +170,9 @@ int64_t recalibrate_batchnorm(const ModelRef& model, const std::vector<torch::Te
   torch::NoGradGuard no_grad;
   std::vector<Saved> saved;
   for (const auto& norm : norms) {
-    saved.push_back({norm.running_mean.clone(), norm.running_var.clone(),
-                     norm.num_batches_tracked.defined() ? norm.num_batches_tracked.clone()
-                                                        : torch::Tensor()});
+    saved.push_back(
+        {norm.running_mean.clone(), norm.running_var.clone(),
+         norm.num_batches_tracked.defined() ? norm.num_batches_tracked.clone() : torch::Tensor()});
   }
   Modes modes(model);
   try {
@@ -158,9 +184,33 @@ int64_t recalibrate_batchnorm(const ModelRef& model, const std::vector<torch::Te
     }
     // Momentum 1/k on batch k: running_k = (1 - 1/k) running_(k-1) + s_k / k,
     // the mean of s_1..s_k (the first batch replaces the reset values).
+    // Probe mode: zero statistics before the batch, s_k = running / factor.
     for (size_t k = 0; k < batches.size(); ++k) {
-      for (auto& norm : norms) norm.set_momentum(1.0 / static_cast<double>(k + 1));
+      for (auto& norm : norms) {
+        if (norm.set_momentum) {
+          norm.set_momentum(1.0 / static_cast<double>(k + 1));
+        } else {
+          norm.running_mean.zero_();
+          norm.running_var.zero_();
+          if (norm.num_batches_tracked.defined()) norm.num_batches_tracked.zero_();
+        }
+      }
       forward(batches[k]);
+      for (auto& norm : norms) {
+        if (norm.set_momentum) continue;
+        auto mean = norm.running_mean.to(torch::kFloat64) / norm.factor;
+        auto var = norm.running_var.to(torch::kFloat64) / norm.factor;
+        norm.sum_mean = norm.sum_mean.defined() ? norm.sum_mean + mean : mean;
+        norm.sum_var = norm.sum_var.defined() ? norm.sum_var + var : var;
+      }
+    }
+    const double n = static_cast<double>(batches.size());
+    for (auto& norm : norms) {
+      if (norm.set_momentum) continue;
+      norm.running_mean.copy_(norm.sum_mean / n);
+      norm.running_var.copy_(norm.sum_var / n);
+      if (norm.num_batches_tracked.defined())
+        norm.num_batches_tracked.fill_(static_cast<int64_t>(batches.size()));
     }
   } catch (...) {
     for (size_t i = 0; i < norms.size(); ++i) {
@@ -179,9 +229,8 @@ int64_t recalibrate_batchnorm(const ModelRef& model, const std::vector<torch::Te
 
 int64_t recalibrate_batchnorm(torch::jit::Module& model,
                               const std::vector<torch::Tensor>& batches) {
-  return recalibrate_batchnorm(ModelRef(model), batches, [&model](const torch::Tensor& batch) {
-    model.forward({batch});
-  });
+  return recalibrate_batchnorm(ModelRef(model), batches,
+                               [&model](const torch::Tensor& batch) { model.forward({batch}); });
 }
 
 }  // namespace diffq

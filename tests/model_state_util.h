@@ -21,11 +21,11 @@ using diffq::DiscoveryOptions;
 using diffq::LSQOptions;
 using diffq::LSQQuantizer;
 using diffq::ModelRef;
+using diffq::QuantizedState;
+using diffq::Quantizer;
 using diffq::QuantNoiseMode;
 using diffq::QuantNoiseOptions;
 using diffq::QuantNoiseQuantizer;
-using diffq::QuantizedState;
-using diffq::Quantizer;
 using diffq::TensorRecord;
 using diffq::UniformOptions;
 using diffq::UniformQuantizer;
@@ -36,11 +36,12 @@ struct Model {
   diffq_test::BnCnn nn{nullptr};
   torch::jit::Module jit;
 
-  static Model make(bool script, uint64_t seed) {
+  static Model make(bool script, uint64_t seed,
+                    ScriptMomentum momentum = ScriptMomentum::kAttribute) {
     Model m;
     m.script = script;
     if (script) {
-      m.jit = diffq_test::make_script_bn_cnn(seed);
+      m.jit = diffq_test::make_script_bn_cnn(seed, momentum);
     } else {
       m.nn = diffq_test::make_bn_cnn(seed);
     }
@@ -85,18 +86,24 @@ struct Model {
 inline const char* kind_name(bool script) { return script ? "torchscript" : "nn"; }
 
 enum class Method { kDiffQ, kQAT, kLSQ, kPTQ, kQuantNoiseInt8, kQuantNoiseProxy };
-const std::vector<Method> kMethods = {Method::kDiffQ, Method::kQAT, Method::kLSQ,
-                                      Method::kPTQ, Method::kQuantNoiseInt8,
-                                      Method::kQuantNoiseProxy};
+const std::vector<Method> kMethods = {
+    Method::kDiffQ,          Method::kQAT, Method::kLSQ, Method::kPTQ, Method::kQuantNoiseInt8,
+    Method::kQuantNoiseProxy};
 
 inline const char* method_name(Method m) {
   switch (m) {
-    case Method::kDiffQ: return "diffq";
-    case Method::kQAT: return "qat";
-    case Method::kLSQ: return "lsq";
-    case Method::kPTQ: return "ptq";
-    case Method::kQuantNoiseInt8: return "quant-noise-int8";
-    case Method::kQuantNoiseProxy: return "quant-noise-proxy";
+    case Method::kDiffQ:
+      return "diffq";
+    case Method::kQAT:
+      return "qat";
+    case Method::kLSQ:
+      return "lsq";
+    case Method::kPTQ:
+      return "ptq";
+    case Method::kQuantNoiseInt8:
+      return "quant-noise-int8";
+    case Method::kQuantNoiseProxy:
+      return "quant-noise-proxy";
   }
   return "?";
 }
@@ -111,7 +118,7 @@ inline DiscoveryOptions discovery(bool float16 = false) {
 }
 
 inline std::unique_ptr<Quantizer> make_quantizer(const ModelRef& model, Method method,
-                                          const DiscoveryOptions& d) {
+                                                 const DiscoveryOptions& d) {
   switch (method) {
     case Method::kDiffQ:
       return std::make_unique<DiffQuantizer>(model, DiffQOptions().group_size(8).discovery(d));

@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 #include <torch/script.h>
 #include <torch/torch.h>
-
 #include <unistd.h>
 
 #include <cmath>
@@ -269,8 +268,8 @@ std::vector<torch::Tensor> direct_statistics(
   for (const auto& x : batches) {
     auto y1 = layer("conv1", x).to(torch::kFloat64);
     auto z1 = torch::relu(torch::batch_norm(y1, bn1_weight.to(torch::kFloat64),
-                                            bn1_bias.to(torch::kFloat64), {}, {}, true, 0.0,
-                                            1e-5, false));
+                                            bn1_bias.to(torch::kFloat64), {}, {}, true, 0.0, 1e-5,
+                                            false));
     auto y2 = layer("conv2", z1.to(torch::kFloat32)).to(torch::kFloat64);
     std::vector<torch::Tensor> s = {y1.mean({0, 2, 3}), y1.var({0, 2, 3}, /*unbiased=*/true),
                                     y2.mean({0, 2, 3}), y2.var({0, 2, 3}, /*unbiased=*/true)};
@@ -284,9 +283,17 @@ std::vector<torch::Tensor> direct_statistics(
 
 TEST(ModelState, RecalibrationGivesTheExactCumulativeStatistics) {
   const auto batches = bn_batches(5, 12, 21);
-  for (bool script : {false, true}) {
-    SCOPED_TRACE(kind_name(script));
-    auto m = Model::make(script, 3);
+  const std::vector<std::pair<bool, ScriptMomentum>> variants = {
+      {false, ScriptMomentum::kAttribute},
+      {true, ScriptMomentum::kAttribute},
+      {true, ScriptMomentum::kConstant},
+      {true, ScriptMomentum::kConstantNone}};
+  for (const auto& variant : variants) {
+    const bool script = variant.first;
+    const bool attribute = variant.second == ScriptMomentum::kAttribute;
+    SCOPED_TRACE(std::string(kind_name(script)) + " momentum variant " +
+                 std::to_string(static_cast<int>(variant.second)));
+    auto m = Model::make(script, 3, variant.second);
     // Stale statistics, another momentum, mixed modes: all must be handled.
     auto tensors = m.tensors();
     {
@@ -299,12 +306,14 @@ TEST(ModelState, RecalibrationGivesTheExactCumulativeStatistics) {
     std::function<torch::Tensor(const std::string&, const torch::Tensor&)> layer;
     int64_t layers = 0;
     if (script) {
-      m.jit.attr("bn1").toModule().setattr("momentum", 0.3);
+      if (attribute) m.jit.attr("bn1").toModule().setattr("momentum", 0.3);
       auto bn2 = m.jit.attr("bn2").toModule();
       bn2.setattr("training", true);
       layers = recalibrate_batchnorm(m.jit, batches);
-      EXPECT_DOUBLE_EQ(m.jit.attr("bn1").toModule().attr("momentum").toDouble(), 0.3);
-      EXPECT_DOUBLE_EQ(bn2.attr("momentum").toDouble(), 0.1);
+      if (attribute) {
+        EXPECT_DOUBLE_EQ(m.jit.attr("bn1").toModule().attr("momentum").toDouble(), 0.3);
+        EXPECT_DOUBLE_EQ(bn2.attr("momentum").toDouble(), 0.1);
+      }
       EXPECT_FALSE(m.jit.is_training());
       EXPECT_FALSE(m.jit.attr("bn1").toModule().is_training());
       EXPECT_TRUE(bn2.is_training());
@@ -325,7 +334,8 @@ TEST(ModelState, RecalibrationGivesTheExactCumulativeStatistics) {
       };
     }
     EXPECT_EQ(layers, 2);
-    const auto expected = direct_statistics(batches, layer, tensors["bn1.weight"], tensors["bn1.bias"]);
+    const auto expected =
+        direct_statistics(batches, layer, tensors["bn1.weight"], tensors["bn1.bias"]);
     const std::vector<std::string> names = {"bn1.running_mean", "bn1.running_var",
                                             "bn2.running_mean", "bn2.running_var"};
     for (size_t i = 0; i < names.size(); ++i) {
@@ -378,11 +388,10 @@ TEST(ModelState, RecalibrationErrors) {
   // A failing forward leaves statistics, momentum and modes as they were.
   const auto before = m.snapshot();
   try {
-    recalibrate_batchnorm(m.ref(), diffq_test::bn_batches(2, 4, 1),
-                          [&](const torch::Tensor& x) {
-                            m.nn->forward(x);
-                            throw Error("forward failed");
-                          });
+    recalibrate_batchnorm(m.ref(), diffq_test::bn_batches(2, 4, 1), [&](const torch::Tensor& x) {
+      m.nn->forward(x);
+      throw Error("forward failed");
+    });
     ADD_FAILURE() << "error swallowed";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("forward failed"), std::string::npos);
@@ -399,10 +408,12 @@ TEST(ModelState, RecalibrationErrors) {
   net.register_attribute("training", c10::BoolType::get(), true);
   net.register_module("norm", bn);
   try {
-    recalibrate_batchnorm(ModelRef(net), diffq_test::bn_batches(1, 2, 1), [](const torch::Tensor&) {});
+    recalibrate_batchnorm(ModelRef(net), diffq_test::bn_batches(1, 2, 1),
+                          [](const torch::Tensor&) {});
     ADD_FAILURE() << "missing momentum accepted";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("'norm' has running statistics but no 'momentum'"),
+    EXPECT_NE(std::string(e.what()).find(
+                  "'norm' has running statistics but no 'momentum' attribute or constant"),
               std::string::npos)
         << e.what();
   }
@@ -417,8 +428,7 @@ TEST(ModelState, FloatStateHoldsParametersAndBuffers) {
     const auto state = float_state(trained.ref());
     EXPECT_EQ(state.method, "float");
     EXPECT_EQ(state.tensors.size(), 10 + kBufferNames.size());
-    EXPECT_EQ(find_record(state, "bn1.num_batches_tracked")->values_i64,
-              std::vector<int64_t>({2}));
+    EXPECT_EQ(find_record(state, "bn1.num_batches_tracked")->values_i64, std::vector<int64_t>({2}));
     auto fresh = Model::make(script, 2);
     fresh.train(false);
     restore(fresh.ref(), state);

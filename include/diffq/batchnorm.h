@@ -48,9 +48,12 @@ using BatchForward = std::function<void(const torch::Tensor& batch)>;
 /// BatchNorm layers are: for C++ frontend models, `BatchNorm1d/2d/3d` with
 /// running statistics; for TorchScript models, submodules with buffers
 /// `running_mean` and `running_var` (and optionally `num_batches_tracked`)
-/// and a float (or optional float) attribute `momentum`. A TorchScript
-/// submodule with running statistics whose momentum is not an attribute
-/// (a constant of a module scripted from Python) is refused, naming it.
+/// and either a float (or optional float) attribute `momentum`, set to 1/k
+/// for batch k, or a class constant `momentum` (torch.nn.BatchNorm scripted
+/// from Python), float in (0, 1] or None with `num_batches_tracked`: the
+/// statistics are then zeroed before each batch and the batch statistics
+/// read back from the update. A TorchScript submodule with running
+/// statistics and neither is refused, naming it.
 /// Returns the number of BatchNorm layers recalibrated (0: nothing is run).
 /// Throws `diffq::Error` when `batches` is empty and the model has
 /// BatchNorm layers.
@@ -58,8 +61,7 @@ int64_t recalibrate_batchnorm(const ModelRef& model, const std::vector<torch::Te
                               const BatchForward& forward);
 
 /// The same for a TorchScript model: the forward is `model.forward({batch})`.
-int64_t recalibrate_batchnorm(torch::jit::Module& model,
-                              const std::vector<torch::Tensor>& batches);
+int64_t recalibrate_batchnorm(torch::jit::Module& model, const std::vector<torch::Tensor>& batches);
 
 /// The same for a C++ frontend model held by a `std::shared_ptr` or a module
 /// holder (`TORCH_MODULE` types) whose `forward` takes one tensor.
