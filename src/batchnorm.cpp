@@ -19,6 +19,8 @@ struct Norm {
   // Settable momentum (C++ option or TorchScript attribute): 1/k on batch k.
   std::function<void(double)> set_momentum;
   std::function<void()> restore_momentum;
+  // Puts the layer (alone) in train mode.
+  std::function<void()> to_train;
   // Otherwise (momentum a TorchScript class constant), probe mode: the
   // statistics are zeroed before each batch, so that after it they hold
   // `factor` times the batch statistics, which are read back and averaged.
@@ -32,9 +34,8 @@ struct Saved {
 };
 
 template <typename Impl>
-bool add_nn_norm(const std::string& name, const std::shared_ptr<torch::nn::Module>& module,
-                 std::vector<Norm>& out) {
-  auto* bn = dynamic_cast<Impl*>(module.get());
+bool add_nn_norm(const std::string& name, torch::nn::Module* module, std::vector<Norm>& out) {
+  auto* bn = dynamic_cast<Impl*>(module);
   if (bn == nullptr) return false;
   if (!bn->options.track_running_stats() || !bn->running_mean.defined()) return true;
   Norm norm;
@@ -45,16 +46,27 @@ bool add_nn_norm(const std::string& name, const std::shared_ptr<torch::nn::Modul
   const c10::optional<double> momentum = bn->options.momentum();
   norm.set_momentum = [bn](double m) { bn->options.momentum(m); };
   norm.restore_momentum = [bn, momentum] { bn->options.momentum(momentum); };
+  norm.to_train = [bn] { bn->train(true); };
   out.push_back(std::move(norm));
   return true;
 }
 
+// The model itself then its submodules, depth first. Raw pointers: the
+// model need not be held by a shared_ptr (include_self would require it).
+std::vector<std::pair<std::string, torch::nn::Module*>> nn_modules(torch::nn::Module& model) {
+  std::vector<std::pair<std::string, torch::nn::Module*>> out = {{"<root>", &model}};
+  for (const auto& item : model.named_modules("", /*include_self=*/false)) {
+    out.push_back({item.key(), item.value().get()});
+  }
+  return out;
+}
+
 std::vector<Norm> nn_norms(torch::nn::Module& model) {
   std::vector<Norm> out;
-  for (const auto& item : model.named_modules("", /*include_self=*/true)) {
-    add_nn_norm<torch::nn::BatchNorm1dImpl>(item.key(), item.value(), out) ||
-        add_nn_norm<torch::nn::BatchNorm2dImpl>(item.key(), item.value(), out) ||
-        add_nn_norm<torch::nn::BatchNorm3dImpl>(item.key(), item.value(), out);
+  for (const auto& item : nn_modules(model)) {
+    add_nn_norm<torch::nn::BatchNorm1dImpl>(item.first, item.second, out) ||
+        add_nn_norm<torch::nn::BatchNorm2dImpl>(item.first, item.second, out) ||
+        add_nn_norm<torch::nn::BatchNorm3dImpl>(item.first, item.second, out);
   }
   return out;
 }
@@ -109,6 +121,9 @@ std::vector<Norm> script_norms(torch::jit::Module& model) {
       }
       norm.restore_momentum = [] {};
     }
+    norm.to_train = [m]() mutable {
+      if (m.type()->hasAttribute("training")) m.setattr("training", true);
+    };
     out.push_back(std::move(norm));
   }
   return out;
@@ -119,31 +134,19 @@ class Modes {
  public:
   explicit Modes(const ModelRef& model) {
     if (auto* nn = model.nn_module()) {
-      for (const auto& m : nn->modules(/*include_self=*/true)) {
-        nn_.push_back({m, m->is_training()});
-      }
+      for (const auto& item : nn_modules(*nn))
+        nn_.push_back({item.second, item.second->is_training()});
     } else {
       for (const auto& m : model.script_module()->modules()) {
         if (m.type()->hasAttribute("training")) script_.push_back({m, m.is_training()});
       }
     }
   }
-  // Every module in eval mode, then the BatchNorm layers (by name) in train mode.
-  void calibration(const ModelRef& model, const std::vector<Norm>& norms) {
+  // Every module in eval mode, then the BatchNorm layers in train mode.
+  void calibration(const std::vector<Norm>& norms) {
     for (auto& entry : nn_) entry.first->train(false);
     for (auto& entry : script_) entry.first.setattr("training", false);
-    if (auto* nn = model.nn_module()) {
-      const auto modules = nn->named_modules("", /*include_self=*/true);
-      for (const auto& norm : norms) modules[norm.name]->train(true);
-    } else {
-      for (const auto& item : model.script_module()->named_modules()) {
-        for (const auto& norm : norms) {
-          const std::string shown = item.name.empty() ? "<root>" : item.name;
-          torch::jit::Module m = item.value;
-          if (norm.name == shown && m.type()->hasAttribute("training")) m.setattr("training", true);
-        }
-      }
-    }
+    for (const auto& norm : norms) norm.to_train();
   }
   // Puts every flag back (pre-order, so that a parent's recursive train()
   // cannot override a child's own flag).
@@ -153,7 +156,7 @@ class Modes {
   }
 
  private:
-  std::vector<std::pair<std::shared_ptr<torch::nn::Module>, bool>> nn_;
+  std::vector<std::pair<torch::nn::Module*, bool>> nn_;
   std::vector<std::pair<torch::jit::Module, bool>> script_;
 };
 
@@ -176,7 +179,7 @@ int64_t recalibrate_batchnorm(const ModelRef& model, const std::vector<torch::Te
   }
   Modes modes(model);
   try {
-    modes.calibration(model, norms);
+    modes.calibration(norms);
     for (auto& norm : norms) {
       norm.running_mean.zero_();
       norm.running_var.fill_(1);

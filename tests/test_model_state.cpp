@@ -377,6 +377,35 @@ TEST(ModelState, RecalibrationOfTheQuantizedModelIsRestoredExactly) {
   }
 }
 
+// A C++ module that is not held by a shared_ptr (ModelRef of a plain
+// reference), with a dropout that must stay off during the calibration.
+TEST(ModelState, RecalibrationOfAPlainModule) {
+  struct Plain : torch::nn::Module {
+    Plain() {
+      bn = register_module("bn", torch::nn::BatchNorm1d(3));
+      dropout = register_module("dropout", torch::nn::Dropout(0.9));
+    }
+    torch::nn::BatchNorm1d bn{nullptr};
+    torch::nn::Dropout dropout{nullptr};
+  };
+  Plain plain;
+  torch::manual_seed(4);
+  std::vector<torch::Tensor> batches = {torch::randn({10, 3}) * 3 + 1, torch::randn({10, 3})};
+  EXPECT_EQ(recalibrate_batchnorm(ModelRef(plain), batches,
+                                  [&](const torch::Tensor& x) {
+                                    EXPECT_FALSE(plain.dropout->is_training());
+                                    EXPECT_TRUE(plain.bn->is_training());
+                                    plain.bn(plain.dropout(x));
+                                  }),
+            1);
+  const auto mean = (batches[0].mean(0) + batches[1].mean(0)) / 2;
+  const auto var = (batches[0].var(0) + batches[1].var(0)) / 2;
+  EXPECT_TRUE(torch::allclose(plain.bn->running_mean, mean, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(plain.bn->running_var, var, 1e-5, 1e-6));
+  EXPECT_TRUE(plain.is_training());
+  EXPECT_TRUE(plain.dropout->is_training());
+}
+
 TEST(ModelState, RecalibrationErrors) {
   auto m = Model::make(false, 1);
   try {
