@@ -103,7 +103,9 @@ struct Buffer {
   /// Other names of the same tensor (tied buffers).
   std::vector<std::string> aliases;
   /// The model's buffer (identity kept; its values are read when a state
-  /// is taken).
+  /// is taken). Buffers updated in place (BatchNorm, `restore`,
+  /// `recalibrate_batchnorm`) are seen; a buffer re-assigned to a new tensor
+  /// after the quantizer was built is not.
   torch::Tensor tensor;
 };
 
