@@ -8,6 +8,7 @@
 
 #include <torch/torch.h>
 
+#include "buffer_state.h"
 #include "diffq/error.h"
 #include "name_match.h"
 #include "registry.h"
@@ -80,6 +81,7 @@ Quantizer::Quantizer(const ModelRef& model, const DiscoveryOptions& options, std
       order_.push_back({false, leftovers_.size() - 1});
     }
   }
+  buffers_ = detail::collect_buffers(model);
   detail::claim_tensors(registered_, claimed_names);
   active_slot_.assign(slots_.size(), 0);
 }
@@ -301,6 +303,9 @@ QuantizedState Quantizer::get_quantized_state() const {
       state.tensors.back().aliases = leftover.aliases;
     }
   }
+  for (const auto& buffer : buffers_) {
+    state.tensors.push_back(detail::buffer_record(buffer, discovery_.float16()));
+  }
   return state;
 }
 
@@ -323,6 +328,12 @@ std::vector<std::string> Quantizer::quantized_names() const {
 std::vector<std::string> Quantizer::float_names() const {
   std::vector<std::string> out;
   for (const auto& leftover : leftovers_) out.push_back(leftover.name);
+  return out;
+}
+
+std::vector<std::string> Quantizer::buffer_names() const {
+  std::vector<std::string> out;
+  for (const auto& buffer : buffers_) out.push_back(buffer.name);
   return out;
 }
 

@@ -15,9 +15,16 @@ DType to_dtype(torch::ScalarType type, const std::string& name) {
     case torch::kFloat16: return DType::kFloat16;
     case torch::kBFloat16: return DType::kBFloat16;
     case torch::kFloat64: return DType::kFloat64;
+    case torch::kInt64: return DType::kInt64;
+    case torch::kInt32: return DType::kInt32;
+    case torch::kInt16: return DType::kInt16;
+    case torch::kInt8: return DType::kInt8;
+    case torch::kUInt8: return DType::kUInt8;
+    case torch::kBool: return DType::kBool;
     default: break;
   }
-  throw Error(detail::concat("parameter '", name, "' has unsupported dtype ", type));
+  throw Error(detail::concat("tensor '", name, "' has unsupported dtype ", type,
+                             " (float32/16/64, bfloat16, int64/32/16/8, uint8 or bool)"));
 }
 
 torch::ScalarType to_scalar_type(DType dtype) {
@@ -26,6 +33,12 @@ torch::ScalarType to_scalar_type(DType dtype) {
     case DType::kFloat16: return torch::kFloat16;
     case DType::kBFloat16: return torch::kBFloat16;
     case DType::kFloat64: return torch::kFloat64;
+    case DType::kInt64: return torch::kInt64;
+    case DType::kInt32: return torch::kInt32;
+    case DType::kInt16: return torch::kInt16;
+    case DType::kInt8: return torch::kInt8;
+    case DType::kUInt8: return torch::kUInt8;
+    case DType::kBool: return torch::kBool;
   }
   throw Error("unknown dtype in state");
 }
@@ -47,6 +60,26 @@ TensorRecord float_record(const std::string& name, const torch::Tensor& tensor, 
     record.values_f32.assign(f.data_ptr<float>(), f.data_ptr<float>() + n);
   }
   return record;
+}
+
+TensorRecord integer_record(const std::string& name, const torch::Tensor& tensor) {
+  TensorRecord record;
+  record.name = name;
+  record.shape = tensor.sizes().vec();
+  record.dtype = to_dtype(tensor.scalar_type(), name);
+  record.encoding = Encoding::kInteger;
+  auto v = tensor.detach().to(torch::kCPU, torch::kInt64).contiguous();
+  record.values_i64.assign(v.data_ptr<int64_t>(), v.data_ptr<int64_t>() + v.numel());
+  return record;
+}
+
+torch::Tensor integer_tensor(const TensorRecord& record) {
+  auto out = torch::empty(record.shape, torch::kInt64);
+  if (!record.values_i64.empty()) {
+    std::memcpy(out.data_ptr<int64_t>(), record.values_i64.data(),
+                record.values_i64.size() * sizeof(int64_t));
+  }
+  return out;
 }
 
 std::vector<uint16_t> levels_to_vector(const torch::Tensor& levels) {

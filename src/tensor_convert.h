@@ -16,6 +16,10 @@ DType to_dtype(torch::ScalarType type, const std::string& name);
 torch::ScalarType to_scalar_type(DType dtype);
 /// A float record (float16 or float32 payload) of `tensor`.
 TensorRecord float_record(const std::string& name, const torch::Tensor& tensor, bool float16);
+/// An exact integer record (`Encoding::kInteger`) of an integer or bool tensor.
+TensorRecord integer_record(const std::string& name, const torch::Tensor& tensor);
+/// The values of a kInteger record as a CPU int64 tensor of its shape.
+torch::Tensor integer_tensor(const TensorRecord& record);
 /// Copies a CPU uint16 vector of levels out of an integer tensor.
 std::vector<uint16_t> levels_to_vector(const torch::Tensor& levels);
 /// Float32 tensor (CPU) wrapping a copy of `values` with `shape`.

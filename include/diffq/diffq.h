@@ -2,8 +2,10 @@
 /// \file diffq.h
 /// Everything of the diffq library.
 
+#include "diffq/batchnorm.h"
 #include "diffq/diffq_quantizer.h"
 #include "diffq/error.h"
+#include "diffq/float_state.h"
 #include "diffq/lsq_quantizer.h"
 #include "diffq/model_file.h"
 #include "diffq/model_ref.h"

@@ -1,6 +1,7 @@
 #pragma once
 /// \file model_ref.h
-/// A non-owning view of a model's parameters, for both LibTorch module kinds.
+/// A non-owning view of a model's parameters and buffers, for both LibTorch
+/// module kinds.
 
 #include <memory>
 #include <string>
@@ -23,6 +24,15 @@ struct NamedParameter {
   /// Full dotted name.
   std::string name;
   /// The parameter itself (shares the model's tensor).
+  torch::Tensor tensor;
+};
+
+/// A persistent buffer of a model (BatchNorm's running statistics, ...) and
+/// its full dotted name ("bn1.running_mean").
+struct NamedBuffer {
+  /// Full dotted name.
+  std::string name;
+  /// The buffer itself (shares the model's tensor).
   torch::Tensor tensor;
 };
 
@@ -50,8 +60,22 @@ class ModelRef {
   /// order. A tensor registered under two names appears twice.
   std::vector<NamedParameter> parameters() const;
 
+  /// Every persistent buffer in registration order (same traversal as
+  /// `parameters()`); undefined buffers (e.g. BatchNorm without running
+  /// statistics) are skipped. A tensor registered under two names appears
+  /// twice. The C++ frontend has no non-persistent buffers. TorchScript 1.13
+  /// does not record persistence: a buffer registered with
+  /// `persistent=False` in Python is an ordinary buffer of the scripted
+  /// module (saved by `torch.jit.save`, listed in its `state_dict()`), so it
+  /// is listed here too (see docs/model_state.md).
+  std::vector<NamedBuffer> buffers() const;
+
   /// True when this refers to a TorchScript module.
   bool is_script() const { return jit_ != nullptr; }
+  /// The C++ frontend module referred to, or null for a TorchScript module.
+  torch::nn::Module* nn_module() const { return nn_; }
+  /// The TorchScript module referred to, or null for a C++ frontend module.
+  torch::jit::Module* script_module() const { return jit_; }
 
  private:
   torch::nn::Module* nn_ = nullptr;

@@ -96,6 +96,19 @@ struct Leftover {
   bool float16 = false;
 };
 
+/// A buffer of the model, stored as it is (never quantized).
+struct Buffer {
+  /// Dotted name of the first occurrence.
+  std::string name;
+  /// Other names of the same tensor (tied buffers).
+  std::vector<std::string> aliases;
+  /// The model's buffer (identity kept; its values are read when a state
+  /// is taken). Buffers updated in place (BatchNorm, `restore`,
+  /// `recalibrate_batchnorm`) are seen; a buffer re-assigned to a new tensor
+  /// after the quantizer was built is not.
+  torch::Tensor tensor;
+};
+
 }  // namespace detail
 
 /// Scope of one training step: from `Quantizer::training_step()` to
@@ -163,7 +176,13 @@ class Quantizer {
   virtual double true_model_size() const = 0;
   /// Size in MiB of the same model stored entirely in float32.
   double float_model_size() const;
-  /// The quantized state: everything needed to restore the model.
+  /// The quantized state: everything needed to restore the model. One
+  /// record per parameter (quantized or float leftover) in model order,
+  /// then one record per persistent buffer (kind `RecordKind::kBuffer`, in
+  /// model order, tied names as aliases): floating buffers as float32
+  /// (float16 with `DiscoveryOptions::float16`), integer and bool buffers
+  /// exactly (`Encoding::kInteger`). Buffers are never quantized and are
+  /// not counted in `true_model_size()`.
   virtual QuantizedState get_quantized_state() const;
 
   /// The quantizer's own trainable tensors (DiffQ logits, LSQ steps).
@@ -180,6 +199,9 @@ class Quantizer {
   std::vector<std::string> quantized_names() const;
   /// Names of the parameters left in float, in model order.
   std::vector<std::string> float_names() const;
+  /// Names of the model's persistent buffers (first occurrences), in model
+  /// order: what `get_quantized_state()` stores besides the parameters.
+  std::vector<std::string> buffer_names() const;
   /// Number of gradient steps seen (training steps finished).
   int64_t steps() const { return steps_; }
   /// Sets the step counter, when resuming a run from a checkpoint: DiffQ's
@@ -219,6 +241,8 @@ class Quantizer {
 
   std::vector<detail::Slot> slots_;
   std::vector<detail::Leftover> leftovers_;
+  /// The model's persistent buffers (stored after the parameters).
+  std::vector<detail::Buffer> buffers_;
   /// Model order of everything stored: (is slot, index).
   std::vector<std::pair<bool, size_t>> order_;
   DiscoveryOptions discovery_;
