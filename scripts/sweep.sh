@@ -20,7 +20,7 @@ GRID="${GRID:-all}"
 mkdir -p "$RUNS"
 
 FM="--task fashion-mnist --train-limit 10000 --epochs 3 --batch-size 64 --threads 1 --progress plain"
-RN="$FM --model resnet20"
+RN="$FM --model resnet20 --norm group"  # the GroupNorm variant of the published tables
 CN="$FM --model cnn"
 LM="--task kjv-lm --model transformer --vocab-size 10000 --context 32 --dim 128 --layers 2 --train-limit 6000 --epochs 2 --batch-size 32 --clip 1 --threads 1 --progress plain"
 DQ="--bits-lr 0.05"

@@ -24,7 +24,7 @@ uint64_t save_model(const Quantizer& quantizer, const std::string& path,
 QuantizedState restore_file(const ModelRef& model, const std::string& path,
                             const LoadOptions& options) {
   auto state = load(path, options);
-  restore(model, state);
+  restore_validated(model, state);  // `load` validated it
   return state;
 }
 

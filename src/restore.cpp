@@ -61,6 +61,10 @@ torch::Tensor decode_float(const TensorRecord& record, const torch::Tensor& out_
 
 void restore(const ModelRef& model, const QuantizedState& state) {
   validate(state);
+  restore_validated(model, state);
+}
+
+void restore_validated(const ModelRef& model, const QuantizedState& state) {
   std::unordered_map<std::string, Target> by_name;
   std::vector<std::pair<std::string, RecordKind>> model_names;
   for (const auto& p : model.parameters()) {

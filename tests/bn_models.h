@@ -155,8 +155,10 @@ def forward(self, x):
 
 /// The `BnCnn` architecture as a TorchScript module (same names, same
 /// computation), freshly initialised from `seed`; trainable, in train mode.
+/// `image` is the input's side (the Fashion-MNIST CLI tests use 28).
 inline torch::jit::Module make_script_bn_cnn(uint64_t seed,
-                                             ScriptMomentum momentum = ScriptMomentum::kAttribute) {
+                                             ScriptMomentum momentum = ScriptMomentum::kAttribute,
+                                             int64_t image = kBnImage) {
   torch::manual_seed(seed);
   auto net = detail::script_leaf("BnCnn");
   net.register_module("conv1", detail::script_conv(1, 8));
@@ -164,7 +166,7 @@ inline torch::jit::Module make_script_bn_cnn(uint64_t seed,
   net.register_module("conv2", detail::script_conv(8, 16));
   net.register_module("bn2", detail::script_bn(16, momentum));
   net.register_module("fc",
-                      detail::script_linear(16 * (kBnImage / 2) * (kBnImage / 2), kBnClasses));
+                      detail::script_linear(16 * (image / 2) * (image / 2), kBnClasses));
   net.define(R"JIT(
 def forward(self, x):
     x = torch.relu(self.bn1.forward(self.conv1.forward(x)))

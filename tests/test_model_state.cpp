@@ -157,7 +157,8 @@ TEST(ModelState, RestoreRefusalsNameTheBufferAndLeaveTheModelUntouched) {
          r->encoding = Encoding::kFloat32;
          r->values_f32 = {1.f};
        },
-       "buffer 'bn2.num_batches_tracked' of dtype int64 is stored with encoding float32"},
+       // Refused by the state's validation, before restore looks at the model.
+       "tensor 'bn2.num_batches_tracked': dtype int64 needs the integer encoding, not float32"},
       {"parameter record naming a buffer",
        [](QuantizedState& s) { find_record(s, "bn2.running_mean")->kind = RecordKind::kParameter; },
        "'bn2.running_mean' is a buffer in the model but a parameter record in the state"},

@@ -35,7 +35,7 @@ void print_eval(const nlohmann::json& m, std::ostream& out) {
 
 Command add_eval(CLI::App& app) {
   struct Flags {
-    std::string file;
+    std::string file, model_file;
     train::DataOptions data;
     int threads = 1;
     bool json = false;
@@ -47,9 +47,11 @@ Command add_eval(CLI::App& app) {
   ev->add_option("--text", f->data.text_path, "kjv-lm text (default: run `bible`)");
   ev->add_option("--test-limit", f->data.test_limit, "evaluate on this many test images / tokens (0 = all)");
   ev->add_option("--threads", f->threads, "intra-op threads")->capture_default_str()->check(CLI::PositiveNumber);
+  ev->add_option("--model-file", f->model_file,
+                 "TorchScript model giving the architecture (required for a model trained with --model-file)");
   ev->add_flag("--json", f->json, "JSON output");
   return {ev, [f](std::ostream& out, std::ostream&) {
-            const auto r = train::evaluate_file(f->file, f->data, f->threads);
+            const auto r = train::evaluate_file(f->file, f->data, f->threads, f->model_file);
             if (f->json) out << r.metrics.dump(2) << "\n";
             else print_eval(r.metrics, out);
             return 0;

@@ -20,15 +20,6 @@ std::string shape_text(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
-double tensor_mean_bits(const TensorInfo& t) {
-  double b = 0, n = 0;
-  for (int i = 0; i < 17; ++i) {
-    b += double(i) * double(t.bits_histogram[size_t(i)]);
-    n += double(t.bits_histogram[size_t(i)]);
-  }
-  return n > 0 ? b / n : (t.encoding == Encoding::kFloat16 ? 16.0 : 32.0);
-}
-
 nlohmann::json inspect_json(const FileInfo& info) {
   nlohmann::json j;
   j["format_version"] = info.format_version;
@@ -43,11 +34,17 @@ nlohmann::json inspect_json(const FileInfo& info) {
   j["total_stored_bytes"] = info.total_stored_bytes;
   j["true_bits"] = info.true_bits;
   j["true_mib"] = info.true_bits / 8.0 / 1048576.0;
+  j["parameter_bytes"] = info.parameter_bytes;
+  j["buffer_bytes"] = info.buffer_bytes;
+  j["buffer_elements"] = info.buffer_elements;
+  j["buffer_true_bits"] = info.buffer_true_bits;
+  j["padding_bytes"] = info.padding_bytes;
   j["bits_histogram"] = info.bits_histogram;
   j["tensors"] = nlohmann::json::array();
   for (const auto& t : info.tensors) {
     nlohmann::json e;
     e["name"] = t.name;
+    e["kind"] = record_kind_name(t.kind);
     e["aliases"] = t.aliases;
     e["shape"] = t.shape;
     e["dtype"] = dtype_name(t.dtype);
@@ -55,7 +52,7 @@ nlohmann::json inspect_json(const FileInfo& info) {
     e["coding"] = t.coding;
     e["numel"] = t.numel;
     e["bits_histogram"] = t.bits_histogram;
-    e["mean_bits"] = tensor_mean_bits(t);
+    e["mean_bits"] = t.mean_bits;
     e["stored_bytes"] = t.stored_bytes;
     e["raw_bytes"] = t.raw_bytes;
     e["true_bits"] = t.true_bits;
@@ -82,11 +79,12 @@ void print_inspect(const FileInfo& info, std::ostream& out) {
     for (int b = 0; b < 17; ++b)
       if (t.bits_histogram[size_t(b)]) hist += std::to_string(b) + ":" + std::to_string(t.bits_histogram[size_t(b)]) + " ";
     char bits[16];
-    std::snprintf(bits, sizeof bits, "%.2f", tensor_mean_bits(t));
+    std::snprintf(bits, sizeof bits, "%.2f", t.mean_bits);
     out << std::left << std::setw(int(w)) << t.name << "  " << std::setw(16) << shape_text(t.shape)
         << std::setw(9) << encoding_name(t.encoding) << std::setw(6) << t.coding << std::right
         << std::setw(10) << t.stored_bytes << std::setw(7) << bits << "  " << hist;
     if (!t.aliases.empty()) out << " (also " << join(t.aliases) << ")";
+    if (t.kind == RecordKind::kBuffer) out << " [buffer]";
     out << "\n";
   }
   std::string hist;
@@ -99,6 +97,12 @@ void print_inspect(const FileInfo& info, std::ostream& out) {
                 info.tensors.size(), (long long)info.total_elements,
                 (unsigned long long)info.total_stored_bytes, (unsigned long long)info.file_bytes,
                 (unsigned long long)info.header_bytes, info.true_bits / 8.0 / 1048576.0);
+  out << total << "\n";
+  std::snprintf(total, sizeof total,
+                "file = header %llu + padding %llu + parameters %llu + buffers %llu bytes (%lld buffer elements)",
+                (unsigned long long)info.header_bytes, (unsigned long long)info.padding_bytes,
+                (unsigned long long)info.parameter_bytes, (unsigned long long)info.buffer_bytes,
+                (long long)info.buffer_elements);
   out << total << "\n";
   if (!hist.empty()) out << "bits histogram: " << hist << "\n";
 }
@@ -122,7 +126,7 @@ Command add_inspect(CLI::App& app) {
             } else if (f->dat) {
               out << "# index mean_bits elements name\n";
               int i = 0;
-              for (const auto& t : info.tensors) out << i++ << " " << tensor_mean_bits(t) << " " << t.numel << " " << t.name << "\n";
+              for (const auto& t : info.tensors) out << i++ << " " << t.mean_bits << " " << t.numel << " " << t.name << "\n";
             } else {
               print_inspect(info, out);
             }

@@ -89,6 +89,10 @@ void add_task_flags(CLI::App* tr, TrainFlags& f) {
   tr->add_option("--dim", c.model.dim, "kjv-lm: model width")->capture_default_str();
   tr->add_option("--layers", c.model.layers, "kjv-lm: layers")->capture_default_str();
   tr->add_option("--width", c.model.width, "fashion-mnist: channel width multiplier")->capture_default_str();
+  tr->add_option("--norm", c.model.norm, "resnet20 / mobilenet: batch | group (default: batch for resnet20, group for mobilenet)")
+      ->check(CLI::IsMember({"batch", "group"}));
+  tr->add_option("--model-file", c.model_file,
+                 "train this TorchScript model instead of a built-in one (forward: the task's input -> logits)");
 }
 
 // Flags that CLI11 cannot check alone; returns 0 or the exit status 2.
@@ -100,9 +104,17 @@ int finish_flags(TrainFlags& f, std::ostream& err) {
     err << "diffq train: --bits N is required for --method " << c.method << "\n";
     return 2;
   }
+  if (!c.model_file.empty()) {
+    if (!f.model_name.empty()) {
+      err << "diffq train: --model and --model-file exclude each other\n";
+      return 2;
+    }
+    f.model_name = models::kScriptModel;
+  }
   if (f.model_name.empty()) f.model_name = c.model.task == "kjv-lm" ? "transformer" : "cnn";
   c.model.name = f.model_name;
-  const auto names = models::model_names(c.model.task);
+  auto names = models::model_names(c.model.task);
+  if (!c.model_file.empty()) names.push_back(models::kScriptModel);
   if (std::find(names.begin(), names.end(), f.model_name) == names.end()) {
     err << "diffq train: unknown model '" << f.model_name << "' for --task " << c.model.task
         << " (one of: " << join(names) << ")\n";

@@ -150,6 +150,9 @@ struct TensorInfo {
   uint64_t raw_bytes = 0;
   /// Size of a perfect packing (spec section 5), in bits (`TensorRecord::true_bits`).
   double true_bits = 0.0;
+  /// Bits per element of the payload (`TensorRecord::payload_bits` / elements;
+  /// 32 / 16 for float records, the dtype's width for integer ones).
+  double mean_bits = 0.0;
 };
 
 /// What `inspect` reports about a model file.

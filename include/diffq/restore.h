@@ -21,4 +21,9 @@ namespace diffq {
 /// first one is written.
 void restore(const ModelRef& model, const QuantizedState& state);
 
+/// `restore` without its first step, `validate(state)`: for a state that
+/// `diffq::load` returned (it validated every record already), so that a
+/// file is validated once. Precondition: `validate(state)` would pass.
+void restore_validated(const ModelRef& model, const QuantizedState& state);
+
 }  // namespace diffq

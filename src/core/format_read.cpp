@@ -430,6 +430,7 @@ FileInfo describe(const uint8_t* data, size_t size) {
     t.stored_bytes = h.length;
     t.raw_bytes = h.raw_length;
     t.true_bits = r.true_bits();
+    t.mean_bits = r.numel() > 0 ? r.payload_bits() / static_cast<double>(r.numel()) : 0.0;
     info.total_elements += t.numel;
     info.total_stored_bytes += t.stored_bytes;
     info.padding_bytes += h.offset - end;

@@ -39,6 +39,7 @@ void Trainer::save_checkpoint(const std::string& path, const nlohmann::json& ext
   a.write("extra", string_tensor(extra.dump()));
   a.write("global_step", torch::tensor({global_step_}, torch::kInt64));
   for (const auto& p : model_.ref.parameters()) a.write("model." + p.name, p.tensor.detach());
+  for (const auto& b : model_.ref.buffers()) a.write("buffer." + b.name, b.tensor.detach());
   if (quantizer_) {
     const auto own = quantizer_->parameters();
     for (size_t i = 0; i < own.size(); ++i) a.write("own." + std::to_string(i), own[i].detach());
@@ -70,6 +71,7 @@ nlohmann::json Trainer::load_checkpoint(const std::string& path) {
     resume_at(read_tensor(a, "global_step").item<int64_t>());
     torch::NoGradGuard no_grad;
     for (auto& p : model_.ref.parameters()) p.tensor.copy_(read_tensor(a, "model." + p.name));
+    for (auto& b : model_.ref.buffers()) b.tensor.copy_(read_tensor(a, "buffer." + b.name));
     if (quantizer_) {
       auto own = quantizer_->parameters();
       for (size_t i = 0; i < own.size(); ++i) own[i].copy_(read_tensor(a, "own." + std::to_string(i)));

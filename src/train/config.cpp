@@ -5,6 +5,7 @@
 
 #include "diffq/error.h"
 #include "diffq/format.h"
+#include "json_fields.h"
 
 namespace diffq {
 namespace train {
@@ -18,9 +19,11 @@ void for_each_field(Config& c, Visit&& visit) {
   visit("task", c.model.task);
   visit("model", c.model.name);
   visit("width", c.model.width);
+  visit("norm", c.model.norm);
   visit("context", c.model.context);
   visit("dim", c.model.dim);
   visit("layers", c.model.layers);
+  visit("model_file", c.model_file);
   visit("method", c.method);
   visit("vocab_size", c.data.vocab_size);
   visit("train_limit", c.data.train_limit);
@@ -40,31 +43,21 @@ void for_each_field(Config& c, Visit&& visit) {
 
 nlohmann::json to_json(const TrainConfig& c) {
   nlohmann::json j = nlohmann::json::object();
-  for_each_field(c, [&](const char* name, const auto& value) { j[name] = value; });
+  write_fields(j, c, [](const auto& obj, auto&& visit) { for_each_field(obj, visit); });
   j["options"] = to_json(c.method_options);
   return j;
 }
 
 TrainConfig config_from_json(const nlohmann::json& j, const TrainConfig& defaults) {
-  DIFFQ_CHECK(j.is_object(), "a run configuration must be a JSON object, not ", j.dump());
   TrainConfig c = defaults;
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    if (it.key() == "options") {
-      c.method_options = method_options_from_json(it.value());
-      continue;
-    }
-    bool known = false;
-    for_each_field(c, [&](const char* name, auto& value) {
-      if (it.key() != name) return;
-      known = true;
-      try {
-        value = it.value().get<std::decay_t<decltype(value)>>();
-      } catch (const nlohmann::json::exception&) {
-        throw Error(std::string("run option '") + name + "' has the wrong type: " + it.value().dump());
-      }
-    });
-    DIFFQ_CHECK(known, "unknown run option '", it.key(), "'");
-  }
+  read_fields(
+      j, c, [](auto& obj, auto&& visit) { for_each_field(obj, visit); },
+      [&](const std::string& key, const nlohmann::json& value) {
+        if (key != "options") return false;
+        c.method_options = method_options_from_json(value);
+        return true;
+      },
+      "run option");
   return c;
 }
 

@@ -9,6 +9,7 @@
 #include "diffq/restore.h"
 #include "diffq/train/experiment.h"
 #include "diffq/train/tasks.h"
+#include "run_model.h"
 #include "run_record.h"
 
 namespace diffq {
@@ -20,11 +21,11 @@ std::shared_ptr<models::Model> model_from_state(const QuantizedState& state) {
   return model;
 }
 
-EvalResult evaluate_file(const std::string& path, const DataOptions& d, int threads) {
+EvalResult evaluate_file(const std::string& path, const DataOptions& d, int threads, const std::string& model_file) {
   torch::set_num_threads(std::max(1, threads));
   const auto state = load(path);
   const uint64_t file_bytes = std::filesystem::file_size(path);
-  auto model = model_from_state(state);
+  const auto model = restored_model(state, model_file);
   models::ModelConfig c = models::model_config_from_options(state.options);
   DataOptions data_options = d;
   data_options.train_limit = 1;
@@ -45,8 +46,8 @@ EvalResult evaluate_file(const std::string& path, const DataOptions& d, int thre
   m["model"] = c.name;
   auto run = state.options.find("run.method");
   m["method"] = run != state.options.end() ? run->second : state.method;
-  m["params"] = models::count_parameters(*model);
-  m.update(evaluate_task(model_handle(model), data, "test"));
+  m["params"] = count_parameters(model.handle.ref);
+  m.update(evaluate_task(model.handle, data, "test"));
   m["test_examples"] = data.test_examples();
   m.update(size_metrics(state, file_bytes));
   return r;

@@ -16,6 +16,7 @@
 #include "diffq/train/tasks.h"
 #include "progress.h"
 #include "run_dir.h"
+#include "run_model.h"
 #include "run_record.h"
 #include "seeds.h"
 
@@ -49,9 +50,9 @@ class Run {
       : config_(config),
         dir_(config.out_dir),
         data_(load_task_data(config_.model, config_.data)),
-        model_(build_model()),
+        model_(build_run_model(config_)),
         plan_{data_.train_examples(), config_.batch_size, config_.epochs},
-        trainer_(model_handle(model_), trainer_options(config_, plan_.total_steps())),
+        trainer_(model_.handle, trainer_options(config_, plan_.total_steps())),
         identity_(run_identity(config_).dump()),
         progress_(config_.progress, config_.progress_stream ? *config_.progress_stream : std::cerr, data_.lm) {}
 
@@ -85,13 +86,6 @@ class Run {
   }
 
  private:
-  std::shared_ptr<models::Model> build_model() {
-    torch::manual_seed(derive_seed(config_.seed, 0, Stream::kInit));
-    auto model = models::make_model(config_.model);
-    model->train();
-    return model;
-  }
-
   nlohmann::json record() const {
     return {{"identity", identity_},
             {"epoch", position_.epoch},
@@ -155,7 +149,7 @@ class Run {
     else line["test_accuracy"] = score["accuracy"];
     line["mean_bits"] = trainer_.mean_bits();
     line["true_mib"] = trainer_.quantizer() ? trainer_.quantizer()->true_model_size()
-                                            : double(models::count_parameters(*model_)) * 4 / 1048576.0;
+                                            : double(count_parameters(model_.handle.ref)) * 4 / 1048576.0;
     line["train_seconds"] = train_seconds_;
     progress_.end_epoch(line);
     dir_.append_log(line);
@@ -172,10 +166,9 @@ class Run {
 
   // The method's true quantized weights (or the float ones), in eval mode.
   nlohmann::json evaluate_quantized(const std::string& split) {
-    const auto handle = model_handle(model_);
-    if (!trainer_.quantizer()) return evaluate_task(handle, data_, split);
+    if (!trainer_.quantizer()) return evaluate_task(model_.handle, data_, split);
     auto scope = trainer_.quantizer()->quantized_evaluation();
-    return evaluate_task(handle, data_, split);
+    return evaluate_task(model_.handle, data_, split);
   }
 
   void finish(TrainResult& result) {
@@ -193,10 +186,12 @@ class Run {
     }
     auto& m = result.metrics;
     m = {{"task", config_.model.task}, {"model", config_.model.name}, {"method", config_.method},
-         {"params", models::count_parameters(*model_)}};
-    m.update(score_metrics(evaluate_task(model_handle(model_from_state(state)), data_, "test"), data_));
+         {"params", count_parameters(model_.handle.ref)}};
+    // The model rebuilt from the file alone (a fresh copy of the architecture).
+    const auto restored = restored_model(state, config_.model_file);
+    m.update(score_metrics(evaluate_task(restored.handle, data_, "test"), data_));
     if (trainer_.quantizer()) {
-      const auto latent = evaluate_task(model_handle(model_), data_, "test");
+      const auto latent = evaluate_task(model_.handle, data_, "test");
       m[data_.lm ? "latent_float_perplexity" : "latent_float_accuracy"] = latent[data_.lm ? "perplexity" : "accuracy"];
     }
     m.update(size_metrics(state, file_bytes));
@@ -214,7 +209,7 @@ class Run {
   TrainConfig config_;
   RunDirectory dir_;
   TaskData data_;
-  std::shared_ptr<models::Model> model_;
+  RunModel model_;
   LoopPlan plan_;
   Trainer trainer_;
   std::string identity_;

@@ -13,6 +13,7 @@
 #include "diffq/lsq_quantizer.h"
 #include "diffq/number_text.h"
 #include "diffq/uniform_quantizer.h"
+#include "json_fields.h"
 
 namespace diffq {
 namespace train {
@@ -160,31 +161,21 @@ DiscoveryOptions MethodOptions::discovery() const {
 
 nlohmann::json to_json(const MethodOptions& o) {
   nlohmann::json j = nlohmann::json::object();
-  for_each_field(o, [&](const char* name, const auto& value) { j[name] = value; });
+  write_fields(j, o, [](const auto& obj, auto&& visit) { for_each_field(obj, visit); });
   j["extra"] = o.extra;
   return j;
 }
 
 MethodOptions method_options_from_json(const nlohmann::json& j) {
-  DIFFQ_CHECK(j.is_object(), "method options must be a JSON object, not ", j.dump());
   MethodOptions o;
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    bool known = false;
-    if (it.key() == "extra") {
-      o.extra = it.value().get<std::map<std::string, std::string>>();
-      continue;
-    }
-    for_each_field(o, [&](const char* name, auto& value) {
-      if (it.key() != name) return;
-      known = true;
-      try {
-        value = it.value().get<std::decay_t<decltype(value)>>();
-      } catch (const nlohmann::json::exception&) {
-        throw Error(std::string("method option '") + name + "' has the wrong type: " + it.value().dump());
-      }
-    });
-    DIFFQ_CHECK(known, "unknown method option '", it.key(), "'");
-  }
+  read_fields(
+      j, o, [](auto& obj, auto&& visit) { for_each_field(obj, visit); },
+      [&](const std::string& key, const nlohmann::json& value) {
+        if (key != "extra") return false;
+        o.extra = value.get<std::map<std::string, std::string>>();
+        return true;
+      },
+      "method option");
   return o;
 }
 

@@ -20,11 +20,14 @@ int64_t scaled(int64_t channels, double width) {
   return std::max<int64_t>(4, static_cast<int64_t>(std::lround(channels * width)));
 }
 
-// Groups of GroupNorm: 8 or fewer, dividing the channels.
-nn::GroupNorm norm(int64_t channels) {
+// A normalisation layer registered in `owner` under `name`: BatchNorm2d
+// ("batch": running statistics as buffers) or GroupNorm ("group": 8 or fewer
+// groups dividing the channels).
+nn::AnyModule norm(nn::Module& owner, const std::string& name, int64_t channels, const std::string& kind) {
+  if (kind == "batch") return nn::AnyModule(owner.register_module(name, nn::BatchNorm2d(channels)));
   int64_t groups = std::min<int64_t>(8, channels);
   while (channels % groups) --groups;
-  return nn::GroupNorm(nn::GroupNormOptions(groups, channels));
+  return nn::AnyModule(owner.register_module(name, nn::GroupNorm(nn::GroupNormOptions(groups, channels))));
 }
 
 // ---- small CNN: the quick start's network (2 conv + pool, 2 linear).
@@ -46,50 +49,50 @@ struct SmallCnn : Model {
 };
 
 // ---- ResNet-20 style (He et al. 2016, CIFAR variant): 3 stages of 3 basic
-// blocks, 16-32-64 channels, GroupNorm instead of batch norm.
+// blocks, 16-32-64 channels, BatchNorm (the standard) or GroupNorm.
 struct BasicBlock : nn::Module {
   nn::Conv2d conv1{nullptr}, conv2{nullptr}, shortcut{nullptr};
-  nn::GroupNorm n1{nullptr}, n2{nullptr}, ns{nullptr};
-  BasicBlock(int64_t in, int64_t out, int64_t stride) {
+  nn::AnyModule n1, n2, ns;
+  BasicBlock(int64_t in, int64_t out, int64_t stride, const std::string& kind) {
     conv1 = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false)));
-    n1 = register_module("n1", norm(out));
+    n1 = norm(*this, "n1", out, kind);
     conv2 = register_module("conv2", nn::Conv2d(nn::Conv2dOptions(out, out, 3).padding(1).bias(false)));
-    n2 = register_module("n2", norm(out));
+    n2 = norm(*this, "n2", out, kind);
     if (stride != 1 || in != out) {
       shortcut = register_module("shortcut", nn::Conv2d(nn::Conv2dOptions(in, out, 1).stride(stride).bias(false)));
-      ns = register_module("ns", norm(out));
+      ns = norm(*this, "ns", out, kind);
     }
   }
   torch::Tensor forward(torch::Tensor x) {
-    auto y = torch::relu(n1(conv1(x)));
-    y = n2(conv2(y));
-    auto s = shortcut ? ns(shortcut(x)) : x;
+    auto y = torch::relu(n1.forward(conv1(x)));
+    y = n2.forward(conv2(y));
+    auto s = shortcut ? ns.forward(shortcut(x)) : x;
     return torch::relu(y + s);
   }
 };
 
 struct ResNet20 : Model {
   nn::Conv2d stem{nullptr};
-  nn::GroupNorm stem_norm{nullptr};
+  nn::AnyModule stem_norm;
   std::vector<std::shared_ptr<BasicBlock>> blocks;
   nn::Linear fc{nullptr};
-  explicit ResNet20(double width) {
+  ResNet20(double width, const std::string& kind) {
     const int64_t c[3] = {scaled(16, width), scaled(32, width), scaled(64, width)};
     stem = register_module("stem", nn::Conv2d(nn::Conv2dOptions(1, c[0], 3).padding(1).bias(false)));
-    stem_norm = register_module("stem_norm", norm(c[0]));
+    stem_norm = norm(*this, "stem_norm", c[0], kind);
     int64_t in = c[0];
     for (int s = 0; s < 3; ++s) {
       for (int b = 0; b < 3; ++b) {
         const int64_t stride = (s > 0 && b == 0) ? 2 : 1;
         blocks.push_back(register_module("layer" + std::to_string(s + 1) + "_" + std::to_string(b),
-                                         std::make_shared<BasicBlock>(in, c[s], stride)));
+                                         std::make_shared<BasicBlock>(in, c[s], stride, kind)));
         in = c[s];
       }
     }
     fc = register_module("fc", nn::Linear(in, 10));
   }
   torch::Tensor forward(torch::Tensor x) override {
-    x = torch::relu(stem_norm(stem(x)));
+    x = torch::relu(stem_norm.forward(stem(x)));
     for (auto& b : blocks) x = b->forward(x);
     return fc(x.mean({2, 3}));
   }
@@ -98,39 +101,39 @@ struct ResNet20 : Model {
 // ---- MobileNet style (Howard et al. 2017): depthwise separable blocks.
 struct Separable : nn::Module {
   nn::Conv2d dw{nullptr}, pw{nullptr};
-  nn::GroupNorm n1{nullptr}, n2{nullptr};
-  Separable(int64_t in, int64_t out, int64_t stride) {
+  nn::AnyModule n1, n2;
+  Separable(int64_t in, int64_t out, int64_t stride, const std::string& kind) {
     dw = register_module("dw", nn::Conv2d(nn::Conv2dOptions(in, in, 3).stride(stride).padding(1).groups(in).bias(false)));
-    n1 = register_module("n1", norm(in));
+    n1 = norm(*this, "n1", in, kind);
     pw = register_module("pw", nn::Conv2d(nn::Conv2dOptions(in, out, 1).bias(false)));
-    n2 = register_module("n2", norm(out));
+    n2 = norm(*this, "n2", out, kind);
   }
   torch::Tensor forward(torch::Tensor x) {
-    return torch::relu(n2(pw(torch::relu(n1(dw(x))))));
+    return torch::relu(n2.forward(pw(torch::relu(n1.forward(dw(x))))));
   }
 };
 
 struct MobileNet : Model {
   nn::Conv2d stem{nullptr};
-  nn::GroupNorm stem_norm{nullptr};
+  nn::AnyModule stem_norm;
   std::vector<std::shared_ptr<Separable>> blocks;
   nn::Linear fc{nullptr};
-  explicit MobileNet(double width) {
+  MobileNet(double width, const std::string& kind) {
     const int64_t c0 = scaled(32, width);
     stem = register_module("stem", nn::Conv2d(nn::Conv2dOptions(1, c0, 3).padding(1).bias(false)));
-    stem_norm = register_module("stem_norm", norm(c0));
+    stem_norm = norm(*this, "stem_norm", c0, kind);
     const std::pair<int64_t, int64_t> plan[] = {{64, 1}, {128, 2}, {128, 1}, {256, 2}, {256, 1}};
     int64_t in = c0;
     int i = 0;
     for (const auto& p : plan) {
       const int64_t out = scaled(p.first, width);
-      blocks.push_back(register_module("block" + std::to_string(i++), std::make_shared<Separable>(in, out, p.second)));
+      blocks.push_back(register_module("block" + std::to_string(i++), std::make_shared<Separable>(in, out, p.second, kind)));
       in = out;
     }
     fc = register_module("fc", nn::Linear(in, 10));
   }
   torch::Tensor forward(torch::Tensor x) override {
-    x = torch::relu(stem_norm(stem(x)));
+    x = torch::relu(stem_norm.forward(stem(x)));
     for (auto& b : blocks) x = b->forward(x);
     return fc(x.mean({2, 3}));
   }
@@ -241,8 +244,10 @@ std::vector<std::string> model_names(const std::string& task) {
 std::string describe_model(const std::string& task, const std::string& name) {
   if (task == "fashion-mnist") {
     if (name == "cnn") return "2 conv (16, 32) + pool, linear 128, linear 10 (the quick start's CNN)";
-    if (name == "resnet20") return "ResNet-20 style: 3x3 basic blocks, 16-32-64 channels, GroupNorm";
-    if (name == "mobilenet") return "MobileNet style: 5 depthwise-separable blocks, 32..256 channels, GroupNorm";
+    if (name == "resnet20")
+      return "ResNet-20 style: 3x3 basic blocks, 16-32-64 channels, BatchNorm (--norm group: GroupNorm)";
+    if (name == "mobilenet")
+      return "MobileNet style: 5 depthwise-separable blocks, 32..256 channels, GroupNorm (--norm batch: BatchNorm)";
     if (name == "vit") return "vision transformer: 16 patches of 7x7, width 64, 4 layers, 4 heads";
   } else if (task == "kjv-lm") {
     if (name == "transformer") return "causal pre-norm Transformer, 4 heads, tied embeddings";
@@ -260,10 +265,11 @@ std::shared_ptr<Model> make_model(const ModelConfig& c) {
                 return s;
               }(), ")");
   DIFFQ_CHECK(c.width > 0, "model width must be positive");
+  const std::string kind = norm_of(c);
   if (c.task == "fashion-mnist") {
     if (c.name == "cnn") return std::make_shared<SmallCnn>(c.width);
-    if (c.name == "resnet20") return std::make_shared<ResNet20>(c.width);
-    if (c.name == "mobilenet") return std::make_shared<MobileNet>(c.width);
+    if (c.name == "resnet20") return std::make_shared<ResNet20>(c.width, kind);
+    if (c.name == "mobilenet") return std::make_shared<MobileNet>(c.width, kind);
     return std::make_shared<Vit>(c.width);
   }
   DIFFQ_CHECK(c.vocab >= 2, "language model needs a vocabulary of at least 2 words");
@@ -287,9 +293,22 @@ int64_t count_parameters(torch::nn::Module& model) {
 namespace diffq {
 namespace models {
 
+std::string norm_of(const ModelConfig& c) {
+  const bool has_norm = c.task == "fashion-mnist" && (c.name == "resnet20" || c.name == "mobilenet");
+  if (!has_norm) {
+    DIFFQ_CHECK(c.norm.empty(), "model '", c.name, "' has no normalisation to choose (--norm is for resnet20 and mobilenet)");
+    return "";
+  }
+  if (c.norm.empty()) return c.name == "resnet20" ? "batch" : "group";
+  DIFFQ_CHECK(c.norm == "batch" || c.norm == "group", "--norm must be batch or group, not '", c.norm, "'");
+  return c.norm;
+}
+
 std::map<std::string, std::string> arch_options(const ModelConfig& c) {
   std::map<std::string, std::string> o{
       {"arch.task", c.task}, {"arch.model", c.name}, {"arch.width", format_number(c.width)}};
+  const std::string kind = norm_of(c);
+  if (!kind.empty()) o["arch.norm"] = kind;
   if (c.task == "kjv-lm") {
     o["arch.vocab"] = std::to_string(c.vocab);
     o["arch.context"] = std::to_string(c.context);
@@ -309,7 +328,18 @@ ModelConfig model_config_from_options(const std::map<std::string, std::string>& 
   ModelConfig c;
   c.task = get("arch.task");
   c.name = get("arch.model");
+  if (c.name == kScriptModel) {  // a TorchScript file's model: only what the data needs
+    if (c.task == "kjv-lm") {
+      c.vocab = parse_integer(get("arch.vocab"), "arch.vocab");
+      c.context = parse_integer(get("arch.context"), "arch.context");
+    }
+    return c;
+  }
   c.width = parse_number(get("arch.width"), "arch.width");
+  // Files written before the choice existed hold GroupNorm models.
+  auto norm = options.find("arch.norm");
+  if (c.task == "fashion-mnist" && (c.name == "resnet20" || c.name == "mobilenet"))
+    c.norm = norm != options.end() ? norm->second : "group";
   if (c.task == "kjv-lm") {
     c.vocab = parse_integer(get("arch.vocab"), "arch.vocab");
     c.context = parse_integer(get("arch.context"), "arch.context");

@@ -1,13 +1,25 @@
 // What an experiment run records (see run_record.h).
 #include "run_record.h"
 
+#include <filesystem>
+
 #include "diffq/error.h"
 
 namespace diffq {
 namespace train {
 
 void record_run(QuantizedState& state, const TrainConfig& c) {
-  for (const auto& kv : models::arch_options(c.model)) state.options[kv.first] = kv.second;
+  if (c.model_file.empty()) {
+    for (const auto& kv : models::arch_options(c.model)) state.options[kv.first] = kv.second;
+  } else {  // the architecture is the TorchScript file's: `eval --model-file` rebuilds it
+    state.options["arch.task"] = c.model.task;
+    state.options["arch.model"] = models::kScriptModel;
+    state.options["arch.source"] = std::filesystem::path(c.model_file).filename().string();
+    if (c.model.task == "kjv-lm") {
+      state.options["arch.vocab"] = std::to_string(c.model.vocab);
+      state.options["arch.context"] = std::to_string(c.model.context);
+    }
+  }
   if (c.model.task == "kjv-lm") state.options["data.vocab_size"] = std::to_string(c.data.vocab_size);
   state.options["run.method"] = c.method;
   state.options["run.config"] = to_json(c).dump();

@@ -1,8 +1,8 @@
 #pragma once
 /// \file models.h
-/// The models of the `diffq` tool's experiments. None has buffers (no batch
-/// norm running statistics: normalisation is GroupNorm / LayerNorm), so a
-/// model file holding the parameters restores the model completely.
+/// The models of the experiments. resnet20 uses BatchNorm by default (its
+/// running statistics are buffers, stored in the model file with the
+/// parameters); `norm = "group"` gives the GroupNorm variant.
 
 #include <cstdint>
 #include <map>
@@ -23,6 +23,9 @@ struct Model : torch::nn::Module {
   virtual torch::Tensor forward(torch::Tensor x) = 0;
 };
 
+/// `ModelConfig::name` of a model trained from a TorchScript file.
+constexpr const char* kScriptModel = "torchscript";
+
 /// What a model is built from. Everything here is recorded in the model file
 /// (options prefixed `arch.`), so `diffq eval` rebuilds the architecture.
 struct ModelConfig {
@@ -40,6 +43,9 @@ struct ModelConfig {
   int64_t layers = 2;
   /// Width multiplier of the vision models (1 = the documented sizes).
   double width = 1.0;
+  /// resnet20 / mobilenet: "batch" (BatchNorm2d) or "group" (GroupNorm);
+  /// empty = the model's default (batch for resnet20, group for mobilenet).
+  std::string norm;
 };
 
 /// The model names of a task.
@@ -58,6 +64,9 @@ std::map<std::string, std::string> arch_options(const ModelConfig& config);
 /// The inverse of `arch_options`; throws `diffq::Error` naming a missing or
 /// malformed option (a file not written by the training library).
 ModelConfig model_config_from_options(const std::map<std::string, std::string>& options);
+/// The normalisation a model config resolves to ("batch", "group", or ""
+/// for models without one); throws `diffq::Error` for a bad choice.
+std::string norm_of(const ModelConfig& config);
 /// Number of parameter elements (tied tensors counted once).
 int64_t count_parameters(torch::nn::Module& model);
 

@@ -33,6 +33,9 @@ struct DataOptions {
 struct TrainConfig {
   /// Task and architecture (`model.task` is the task).
   models::ModelConfig model;
+  /// A TorchScript file to train instead of a built-in model (its forward
+  /// maps the task's input to logits); empty = the built-in `model.name`.
+  std::string model_file;
   /// Method name (see `methods()`).
   std::string method = "diffq";
   /// Method options.

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "diffq/float_state.h"
 #include "diffq/model_ref.h"
 #include "diffq/models/models.h"
 #include "diffq/quantized_state.h"
@@ -41,17 +42,15 @@ struct EvalResult {
   nlohmann::json metrics;
 };
 
-/// Rebuilds the model described by a model file's `arch.*` options,
-/// restores its weights from the file alone (read and validated once) and
-/// evaluates it on the task's test set.
-EvalResult evaluate_file(const std::string& path, const DataOptions& data, int threads = 1);
+/// Rebuilds the model described by a model file's `arch.*` options (or,
+/// given `model_file`, the TorchScript model of that file: required for a
+/// model trained from one), restores its weights and buffers from the file
+/// alone (read and validated once) and evaluates it on the task's test set.
+EvalResult evaluate_file(const std::string& path, const DataOptions& data, int threads = 1,
+                         const std::string& model_file = "");
 
 /// Builds the model recorded in a state's `arch.*` options (weights restored).
 std::shared_ptr<models::Model> model_from_state(const QuantizedState& state);
-
-/// A float32 state of a model's parameters (method "float"; tied tensors
-/// stored once with aliases).
-QuantizedState float_state(const ModelRef& model);
 
 }  // namespace train
 }  // namespace diffq
