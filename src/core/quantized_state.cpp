@@ -192,108 +192,112 @@ int64_t group_of(const TensorRecord& r, int64_t index) {
 
 }  // namespace
 
-void validate(const TensorRecord& r) {
+namespace {
+
+// Checks that a payload has `expected` entries.
+void check_size(const TensorRecord& r, size_t actual, int64_t expected, const char* what) {
+  DIFFQ_CHECK(static_cast<int64_t>(actual) == expected, "tensor '", r.name, "': ", what, " has ", actual,
+              " entries, expected ", expected);
+}
+
+void check_range(const TensorRecord& r) {
+  DIFFQ_CHECK(std::isfinite(r.min) && std::isfinite(r.max) && r.min <= r.max, "tensor '", r.name,
+              "': invalid range [", r.min, ", ", r.max, "]");
+}
+
+void validate_integer(const TensorRecord& r) {
+  DIFFQ_CHECK(is_integer(r.dtype), "tensor '", r.name, "': integer payload for dtype ", dtype_name(r.dtype));
+  check_size(r, r.values_i64.size(), r.numel(), "integer payload");
+  const int64_t lo = integer_min(r.dtype), hi = integer_max(r.dtype);
+  for (size_t i = 0; i < r.values_i64.size(); ++i)
+    DIFFQ_CHECK(r.values_i64[i] >= lo && r.values_i64[i] <= hi, "tensor '", r.name, "': value ", r.values_i64[i],
+                " at index ", i, " does not fit in ", dtype_name(r.dtype));
+}
+
+void validate_channel_ranges(const TensorRecord& r) {
+  DIFFQ_CHECK(r.channel_min.size() == r.channel_max.size(), "tensor '", r.name, "': ", r.channel_min.size(),
+              " channel minima but ", r.channel_max.size(), " channel maxima");
+  check_size(r, r.channel_min.size(), r.channel_count(), "channel ranges");
+  for (size_t c = 0; c < r.channel_min.size(); ++c) {
+    const float lo = r.channel_min[c], hi = r.channel_max[c];
+    DIFFQ_CHECK(std::isfinite(lo) && std::isfinite(hi) && lo <= hi, "tensor '", r.name,
+                "': invalid range of channel ", c, " [", lo, ", ", hi, "]");
+  }
+}
+
+// uniform, lsq, per-channel: one bit-width for every level.
+void validate_fixed_bits(const TensorRecord& r) {
   const int64_t n = r.numel();
-  const auto size_is = [&](size_t actual, int64_t expected, const char* what) {
-    DIFFQ_CHECK(static_cast<int64_t>(actual) == expected, "tensor '", r.name, "': ", what,
-                " has ", actual, " entries, expected ", expected);
-  };
-  DIFFQ_CHECK(!is_integer(r.dtype) || r.encoding == Encoding::kInteger, "tensor '", r.name,
-              "': dtype ", dtype_name(r.dtype), " needs the integer encoding, not ",
-              encoding_name(r.encoding));
+  DIFFQ_CHECK(r.bits >= 1 && r.bits <= 16, "tensor '", r.name, "': bit-width ", r.bits, " outside 1..16");
+  check_size(r, r.levels.size(), n, "levels");
+  const uint32_t limit = 1u << r.bits;
+  if (max_level(r.levels.data(), n) >= limit) {
+    for (size_t i = 0; i < r.levels.size(); ++i)
+      DIFFQ_CHECK(r.levels[i] < limit, "tensor '", r.name, "': level ", r.levels[i], " at index ", i,
+                  " does not fit on ", r.bits, " bits");
+  }
+  if (r.encoding == Encoding::kUniform) check_range(r);
+  else if (r.encoding == Encoding::kPerChannelUniform) validate_channel_ranges(r);
+  else DIFFQ_CHECK(std::isfinite(r.step), "tensor '", r.name, "': step is not finite");
+}
+
+void validate_groups(const TensorRecord& r) {
+  const int64_t n = r.numel();
+  DIFFQ_CHECK(r.group_size >= 0, "tensor '", r.name, "': negative group size ", r.group_size);
+  DIFFQ_CHECK(r.group_size == 0 || n % r.group_size == 0, "tensor '", r.name, "': group size ", r.group_size,
+              " does not divide ", n, " elements");
+  check_range(r);
+  check_size(r, r.group_bits.size(), num_groups(r), "group bit-widths");
+  for (size_t g = 0; g < r.group_bits.size(); ++g)
+    DIFFQ_CHECK(r.group_bits[g] >= 1 && r.group_bits[g] <= 16, "tensor '", r.name, "': group ", g,
+                " has bit-width ", int(r.group_bits[g]), " outside 1..16");
+  check_size(r, r.levels.size(), n, "levels");
+  const int64_t group = r.group_extent();
+  for (int64_t start = 0; start < n; start += group) {
+    const uint32_t limit = 1u << r.group_bits[group_of(r, start)];
+    if (max_level(r.levels.data() + start, group) < limit) continue;
+    for (int64_t i = start; i < start + group; ++i)
+      DIFFQ_CHECK(r.levels[i] < limit, "tensor '", r.name, "': level ", r.levels[i], " at index ", i,
+                  " does not fit on its group's ", int(r.group_bits[group_of(r, i)]), " bits");
+  }
+}
+
+void validate_product(const TensorRecord& r) {
+  const int64_t n = r.numel();
+  DIFFQ_CHECK(r.block_size >= 1, "tensor '", r.name, "': block size ", r.block_size, " must be positive");
+  DIFFQ_CHECK(n % r.block_size == 0, "tensor '", r.name, "': block size ", r.block_size, " does not divide ", n,
+              " elements");
+  DIFFQ_CHECK(r.num_centroids >= 1 && r.num_centroids <= 65536, "tensor '", r.name, "': number of centroids ",
+              r.num_centroids, " outside 1..65536");
+  check_size(r, r.codebook.size(), r.num_centroids * r.block_size, "codebook");
+  check_size(r, r.levels.size(), n / r.block_size, "centroid indices");
+  for (size_t i = 0; i < r.levels.size(); ++i)
+    DIFFQ_CHECK(r.levels[i] < r.num_centroids, "tensor '", r.name, "': centroid index ", r.levels[i], " at ", i,
+                " is not below ", r.num_centroids);
+}
+
+}  // namespace
+
+void validate(const TensorRecord& r) {
+  DIFFQ_CHECK(!is_integer(r.dtype) || r.encoding == Encoding::kInteger, "tensor '", r.name, "': dtype ",
+              dtype_name(r.dtype), " needs the integer encoding, not ", encoding_name(r.encoding));
   switch (r.encoding) {
     case Encoding::kFloat32:
-      size_is(r.values_f32.size(), n, "float32 payload");
-      return;
+      return check_size(r, r.values_f32.size(), r.numel(), "float32 payload");
     case Encoding::kFloat16:
-      size_is(r.values_f16.size(), n, "float16 payload");
-      return;
-    case Encoding::kInteger: {
-      DIFFQ_CHECK(is_integer(r.dtype), "tensor '", r.name, "': integer payload for dtype ",
-                  dtype_name(r.dtype));
-      size_is(r.values_i64.size(), n, "integer payload");
-      const int64_t lo = integer_min(r.dtype), hi = integer_max(r.dtype);
-      for (size_t i = 0; i < r.values_i64.size(); ++i)
-        DIFFQ_CHECK(r.values_i64[i] >= lo && r.values_i64[i] <= hi, "tensor '", r.name,
-                    "': value ", r.values_i64[i], " at index ", i, " does not fit in ",
-                    dtype_name(r.dtype));
-      return;
-    }
+      return check_size(r, r.values_f16.size(), r.numel(), "float16 payload");
+    case Encoding::kInteger:
+      return validate_integer(r);
     case Encoding::kUniform:
     case Encoding::kLSQ:
-    case Encoding::kPerChannelUniform: {
-      DIFFQ_CHECK(r.bits >= 1 && r.bits <= 16, "tensor '", r.name, "': bit-width ", r.bits,
-                  " outside 1..16");
-      size_is(r.levels.size(), n, "levels");
-      const uint32_t limit = 1u << r.bits;
-      if (max_level(r.levels.data(), n) >= limit) {
-        for (size_t i = 0; i < r.levels.size(); ++i) {
-          DIFFQ_CHECK(r.levels[i] < limit, "tensor '", r.name, "': level ", r.levels[i],
-                      " at index ", i, " does not fit on ", r.bits, " bits");
-        }
-      }
-      if (r.encoding == Encoding::kUniform) {
-        DIFFQ_CHECK(std::isfinite(r.min) && std::isfinite(r.max) && r.min <= r.max, "tensor '",
-                    r.name, "': invalid range [", r.min, ", ", r.max, "]");
-      } else if (r.encoding == Encoding::kPerChannelUniform) {
-        const int64_t channels = r.channel_count();
-        DIFFQ_CHECK(r.channel_min.size() == r.channel_max.size(), "tensor '", r.name, "': ",
-                    r.channel_min.size(), " channel minima but ", r.channel_max.size(),
-                    " channel maxima");
-        size_is(r.channel_min.size(), channels, "channel ranges");
-        for (size_t c = 0; c < r.channel_min.size(); ++c) {
-          const float lo = r.channel_min[c], hi = r.channel_max[c];
-          DIFFQ_CHECK(std::isfinite(lo) && std::isfinite(hi) && lo <= hi, "tensor '", r.name,
-                      "': invalid range of channel ", c, " [", lo, ", ", hi, "]");
-        }
-      } else {
-        DIFFQ_CHECK(std::isfinite(r.step), "tensor '", r.name, "': step is not finite");
-      }
-      return;
-    }
-    case Encoding::kDiffQGroups: {
-      DIFFQ_CHECK(r.group_size >= 0, "tensor '", r.name, "': negative group size ",
-                  r.group_size);
-      DIFFQ_CHECK(r.group_size == 0 || n % r.group_size == 0, "tensor '", r.name,
-                  "': group size ", r.group_size, " does not divide ", n, " elements");
-      DIFFQ_CHECK(std::isfinite(r.min) && std::isfinite(r.max) && r.min <= r.max, "tensor '",
-                  r.name, "': invalid range [", r.min, ", ", r.max, "]");
-      size_is(r.group_bits.size(), num_groups(r), "group bit-widths");
-      for (size_t g = 0; g < r.group_bits.size(); ++g) {
-        DIFFQ_CHECK(r.group_bits[g] >= 1 && r.group_bits[g] <= 16, "tensor '", r.name,
-                    "': group ", g, " has bit-width ", int(r.group_bits[g]), " outside 1..16");
-      }
-      size_is(r.levels.size(), n, "levels");
-      const int64_t group = r.group_extent();
-      for (int64_t start = 0; start < n; start += group) {
-        const uint32_t limit = 1u << r.group_bits[group_of(r, start)];
-        if (max_level(r.levels.data() + start, group) < limit) continue;
-        for (int64_t i = start; i < start + group; ++i) {
-          DIFFQ_CHECK(r.levels[i] < limit, "tensor '", r.name, "': level ", r.levels[i],
-                      " at index ", i, " does not fit on its group's ",
-                      int(r.group_bits[group_of(r, i)]), " bits");
-        }
-      }
-      return;
-    }
-    case Encoding::kProductQuantized: {
-      DIFFQ_CHECK(r.block_size >= 1, "tensor '", r.name, "': block size ", r.block_size,
-                  " must be positive");
-      DIFFQ_CHECK(n % r.block_size == 0, "tensor '", r.name, "': block size ", r.block_size,
-                  " does not divide ", n, " elements");
-      DIFFQ_CHECK(r.num_centroids >= 1 && r.num_centroids <= 65536, "tensor '", r.name,
-                  "': number of centroids ", r.num_centroids, " outside 1..65536");
-      size_is(r.codebook.size(), r.num_centroids * r.block_size, "codebook");
-      size_is(r.levels.size(), n / r.block_size, "centroid indices");
-      for (size_t i = 0; i < r.levels.size(); ++i) {
-        DIFFQ_CHECK(r.levels[i] < r.num_centroids, "tensor '", r.name, "': centroid index ",
-                    r.levels[i], " at ", i, " is not below ", r.num_centroids);
-      }
-      return;
-    }
+    case Encoding::kPerChannelUniform:
+      return validate_fixed_bits(r);
+    case Encoding::kDiffQGroups:
+      return validate_groups(r);
+    case Encoding::kProductQuantized:
+      return validate_product(r);
   }
-  throw Error(detail::concat("tensor '", r.name, "': unknown encoding ",
-                             static_cast<int>(r.encoding)));
+  throw Error(detail::concat("tensor '", r.name, "': unknown encoding ", static_cast<int>(r.encoding)));
 }
 
 void validate(const QuantizedState& state) {
