@@ -1,6 +1,8 @@
 // Builders of random quantized states for the format tests.
 #include "state_factory.h"
 
+#include "diffq/error.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -218,6 +220,18 @@ void expect_identical(const diffq::QuantizedState& a, const diffq::QuantizedStat
       EXPECT_EQ(x.block_size, y.block_size);
       EXPECT_EQ(x.num_centroids, y.num_centroids);
     }
+  }
+}
+
+std::string load_error(const std::vector<uint8_t>& bytes, const diffq::LoadOptions& options) {
+  try {
+    diffq::load_from_memory(bytes.data(), bytes.size(), options);
+    return "";
+  } catch (const diffq::Error& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "non-diffq exception: " << e.what();
+    return "other";
   }
 }
 

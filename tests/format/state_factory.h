@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "diffq/format.h"
 #include "diffq/quantized_state.h"
 
 namespace diffq_test {
@@ -51,5 +52,10 @@ std::string fingerprint_hex(const diffq::QuantizedState& state, uint32_t format_
 
 /// Asserts (gtest) that two states are identical, floats bit for bit.
 void expect_identical(const diffq::QuantizedState& a, const diffq::QuantizedState& b);
+
+/// The error message of loading `bytes`, "" when it loads; fails the test
+/// on any exception other than diffq::Error.
+std::string load_error(const std::vector<uint8_t>& bytes,
+                       const diffq::LoadOptions& options = diffq::LoadOptions());
 
 }  // namespace diffq_test

@@ -22,20 +22,6 @@ std::vector<uint8_t> small_file(EntropyCoding coding) {
   return diffq::serialize(mixed_state(3), diffq::SaveOptions().entropy_coding(coding).creation_time(0));
 }
 
-// Returns the error message of loading `bytes`, "" when it loads, and fails
-// the test on any exception other than diffq::Error.
-std::string load_error(const std::vector<uint8_t>& bytes,
-                       const diffq::LoadOptions& options = diffq::LoadOptions()) {
-  try {
-    diffq::load_from_memory(bytes.data(), bytes.size(), options);
-    return "";
-  } catch (const diffq::Error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "non-diffq exception: " << e.what();
-    return "other";
-  }
-}
 
 uint64_t read_u64(const std::vector<uint8_t>& b, size_t at) {
   uint64_t v = 0;

@@ -40,15 +40,6 @@ void expect_round_trip(const QuantizedState& state) {
   }
 }
 
-std::string load_error(const std::vector<uint8_t>& bytes,
-                       const diffq::LoadOptions& options = diffq::LoadOptions()) {
-  try {
-    diffq::load_from_memory(bytes.data(), bytes.size(), options);
-    return "";
-  } catch (const diffq::Error& e) {
-    return e.what();
-  }
-}
 
 std::string save_error(const QuantizedState& state) {
   try {
