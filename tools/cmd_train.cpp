@@ -57,6 +57,10 @@ void add_run_flags(CLI::App* tr, TrainFlags& f) {
       ->check(CLI::IsMember({"cosine", "constant"}));
   tr->add_option("--clip", c.clip, "max gradient norm (0 = off)")->capture_default_str();
   tr->add_flag("--augment", c.augment, "fashion-mnist: random 2-pixel shifts and horizontal flips");
+  tr->add_option("--recalibrate", c.recalibrate,
+                 "BatchNorm: re-estimate the running statistics on the true quantized weights over N training "
+                 "batches before writing the model file (0 = keep those of training)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
   tr->add_option("--seed", c.seed, "seed of everything")->capture_default_str();
   tr->add_option("--threads", c.threads, "intra-op threads (1 = bit-reproducible)")->capture_default_str()
       ->check(CLI::PositiveNumber);

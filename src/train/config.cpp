@@ -35,6 +35,7 @@ void for_each_field(Config& c, Visit&& visit) {
   visit("schedule", c.schedule);
   visit("clip", c.clip);
   visit("augment", c.augment);
+  visit("recalibrate", c.recalibrate);
   visit("seed", c.seed);
   visit("coding", c.coding);
 }
@@ -74,6 +75,7 @@ void check_config(const TrainConfig& c) {
   DIFFQ_CHECK(c.batch_size >= 1, "--batch-size must be at least 1");
   DIFFQ_CHECK(c.threads >= 1, "--threads must be at least 1");
   DIFFQ_CHECK(c.lr > 0, "--lr must be positive");
+  DIFFQ_CHECK(c.recalibrate >= 0, "--recalibrate must be >= 0 batches, not ", c.recalibrate);
   DIFFQ_CHECK(c.schedule == "cosine" || c.schedule == "constant",
               "--schedule must be cosine or constant");
   DIFFQ_CHECK(c.method_options.bits >= 1 && c.method_options.bits <= 16, "--bits must be in 1..16");

@@ -10,6 +10,7 @@
 
 #include <torch/torch.h>
 
+#include "diffq/batchnorm.h"
 #include "diffq/error.h"
 #include "diffq/format.h"
 #include "diffq/train/loop.h"
@@ -171,8 +172,23 @@ class Run {
     return evaluate_task(model_.handle, data_, split);
   }
 
+  // BatchNorm statistics re-estimated on the true quantized weights over the
+  // first `recalibrate` training batches (unaugmented); returns the layers done.
+  int64_t recalibrate() {
+    std::vector<torch::Tensor> batches;
+    for (int64_t i = 0; i < config_.recalibrate && i * plan_.batch_size < plan_.examples; ++i) {
+      const int64_t b0 = i * plan_.batch_size, b1 = std::min(plan_.examples, b0 + plan_.batch_size);
+      batches.push_back(task_batch(data_, torch::arange(b0, b1, torch::kInt64), false, 0).first);
+    }
+    std::unique_ptr<QuantizedEvaluation> scope;
+    if (trainer_.quantizer()) scope.reset(new QuantizedEvaluation(trainer_.quantizer()->quantized_evaluation()));
+    return recalibrate_batchnorm(model_.handle.ref, batches,
+                                 [this](const torch::Tensor& x) { model_.handle.forward(x); });
+  }
+
   void finish(TrainResult& result) {
     const auto t0 = std::chrono::steady_clock::now();
+    const int64_t recalibrated = config_.recalibrate > 0 ? recalibrate() : 0;
     QuantizedState state = trainer_.quantized_state();
     record_run(state, config_);
     const SaveOptions save_options = SaveOptions().entropy_coding(parse_entropy_coding(config_.coding)).threads(1);
@@ -201,6 +217,7 @@ class Run {
               {"batch_size", config_.batch_size}, {"seed", config_.seed}, {"threads", config_.threads},
               {"model_file", dir_.writes() ? dir_.model() : ""}});
     m["options"] = metrics_options(config_, data_.lm);
+    m["recalibrated_layers"] = recalibrated;
     progress_.final_summary(m);
     dir_.finish(m);
     result.state = std::move(state);

@@ -36,7 +36,8 @@ TrainConfig recorded_config(const QuantizedState& state) {
 nlohmann::json metrics_options(const TrainConfig& c, bool lm) {
   nlohmann::json o = options_json(find_method(c.method), c.method_options);
   const nlohmann::json all = to_json(c);
-  for (const char* key : {"lr", "weight_decay", "schedule", "clip", "augment", "coding", "width"}) o[key] = all[key];
+  for (const char* key : {"lr", "weight_decay", "schedule", "clip", "augment", "coding", "width", "recalibrate"})
+    o[key] = all[key];
   if (lm)
     for (const char* key : {"context", "dim", "layers", "vocab_size"}) o[key] = all[key];
   o["train_limit"] = all["train_limit"];

@@ -138,6 +138,34 @@ TEST(CliModels, BuiltInResNetHasBatchNormByDefault) {
   EXPECT_TRUE(contains(bad.err, "--norm")) << bad.err;
 }
 
+TEST(CliModels, RecalibrationReestimatesOnlyTheRunningStatistics) {
+  const auto dir = cli_test::temp_dir("recalibrate");
+  const std::vector<std::string> common = {"--model", "resnet20", "--width", "0.25", "--seed", "3"};
+  auto plain = common, recal = common;
+  recal.insert(recal.end(), {"--recalibrate", "4"});
+  ASSERT_EQ(run(fashion_train(dir + "/plain", "qat", [&] { auto v = plain; v.insert(v.end(), {"--bits", "4"}); return v; }())).status, 0);
+  auto r = run(fashion_train(dir + "/recal", "qat", [&] { auto v = recal; v.insert(v.end(), {"--bits", "4"}); return v; }()));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto m = read_json(dir + "/recal/metrics.json");
+  EXPECT_EQ(m["recalibrated_layers"].get<int64_t>(), 21);  // stem + 9 blocks x 2 + 2 shortcuts
+  auto e = run({"eval", dir + "/recal/model.diffq", "--data-dir", cli_test::tiny_fashion(), "--json"});
+  ASSERT_EQ(e.status, 0) << e.err;
+  EXPECT_EQ(nlohmann::json::parse(e.out)["accuracy"], m["accuracy"]);
+  // Same training (same seed): same parameters; other running statistics.
+  const auto a = diffq::load(dir + "/plain/model.diffq"), b = diffq::load(dir + "/recal/model.diffq");
+  ASSERT_EQ(a.tensors.size(), b.tensors.size());
+  for (size_t i = 0; i < a.tensors.size(); ++i) {
+    const auto& x = a.tensors[i];
+    const auto& y = b.tensors[i];
+    if (x.kind == diffq::RecordKind::kParameter) {
+      EXPECT_EQ(x.levels, y.levels) << x.name;
+      EXPECT_EQ(x.values_f32, y.values_f32) << x.name;
+    } else if (x.name.find("running_mean") != std::string::npos) {
+      EXPECT_NE(x.values_f32, y.values_f32) << x.name;
+    }
+  }
+}
+
 TEST(CliModels, CompressRestoreIntoAFreshTemplateReproducesTheQuantizedModel) {
   const auto dir = cli_test::temp_dir("compress_bn");
   // A trained-looking model: running statistics moved by a few batches.

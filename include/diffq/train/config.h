@@ -56,6 +56,10 @@ struct TrainConfig {
   double clip = 0.0;
   /// Fashion-MNIST: random shifts of up to 2 pixels and horizontal flips.
   bool augment = false;
+  /// BatchNorm: before the model file is written, re-estimate the running
+  /// statistics on the TRUE quantized weights over this many training
+  /// batches (`recalibrate_batchnorm`); 0 = keep those of training.
+  int64_t recalibrate = 0;
   /// Seed of everything: initialisation, data order, augmentation, noise.
   uint64_t seed = 0;
   /// Intra-op threads (1 makes runs bit-reproducible).
