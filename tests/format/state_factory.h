@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "diffq/format.h"
 #include "diffq/quantized_state.h"
 
@@ -57,5 +59,15 @@ void expect_identical(const diffq::QuantizedState& a, const diffq::QuantizedStat
 /// on any exception other than diffq::Error.
 std::string load_error(const std::vector<uint8_t>& bytes,
                        const diffq::LoadOptions& options = diffq::LoadOptions());
+
+/// The little-endian u64 at byte `at`.
+uint64_t read_u64(const std::vector<uint8_t>& bytes, size_t at);
+/// Recomputes the header checksum of a file's bytes (after an edit).
+void fix_header_checksum(std::vector<uint8_t>& bytes);
+/// Replaces `from` by `to` (same length) in the JSON header and fixes the
+/// header checksum, so that the change reaches the validation logic.
+std::vector<uint8_t> edit_header(std::vector<uint8_t> bytes, const std::string& from, const std::string& to);
+/// The JSON header of a file's bytes.
+nlohmann::json header_of(const std::vector<uint8_t>& bytes);
 
 }  // namespace diffq_test

@@ -50,42 +50,9 @@ std::string save_error(const QuantizedState& state) {
   }
 }
 
-uint64_t read_u64(const std::vector<uint8_t>& b, size_t at) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | b[at + i];
-  return v;
-}
 
-void fix_header_checksum(std::vector<uint8_t>& bytes) {
-  const uint64_t length = read_u64(bytes, 16);
-  XXH3_state_t* state = XXH3_createState();
-  XXH3_64bits_reset(state);
-  XXH3_64bits_update(state, bytes.data(), 32);
-  XXH3_64bits_update(state, bytes.data() + 40, length);
-  const uint64_t digest = XXH3_64bits_digest(state);
-  XXH3_freeState(state);
-  for (int i = 0; i < 8; ++i) bytes[32 + i] = static_cast<uint8_t>(digest >> (8 * i));
-}
 
-// Replaces `from` by `to` (same length) in the header; fixes its checksum.
-std::vector<uint8_t> edit_header(std::vector<uint8_t> bytes, const std::string& from,
-                                 const std::string& to) {
-  EXPECT_EQ(from.size(), to.size());
-  const uint64_t length = read_u64(bytes, 16);
-  std::string header(bytes.begin() + 40, bytes.begin() + 40 + length);
-  const size_t at = header.find(from);
-  EXPECT_NE(at, std::string::npos) << from;
-  if (at == std::string::npos) return bytes;
-  header.replace(at, from.size(), to);
-  std::memcpy(bytes.data() + 40, header.data(), header.size());
-  fix_header_checksum(bytes);
-  return bytes;
-}
 
-nlohmann::json header_of(const std::vector<uint8_t>& bytes) {
-  const uint64_t length = read_u64(bytes, 16);
-  return nlohmann::json::parse(bytes.begin() + 40, bytes.begin() + 40 + length);
-}
 
 QuantizedState single(diffq::TensorRecord record) {
   QuantizedState state;
