@@ -8,6 +8,8 @@ PACKAGES=(
   build-essential g++ cmake ninja-build pkg-config
   # framework and BLAS
   libtorch-dev libopenblas0-pthread
+  # distributed training: the Gloo headers c10d's ProcessGroupGloo includes
+  libgloo-dev
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   # libraries used by the code

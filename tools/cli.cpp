@@ -24,7 +24,8 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   app.require_subcommand(1);
   app.fallthrough(false);
   const std::vector<Command> commands = {add_train(app),    add_eval(app),      add_inspect(app),
-                                         add_compress(app), add_summarize(app), add_list(app)};
+                                         add_compress(app), add_summarize(app), add_launch(app),
+                                         add_list(app)};
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
     app.parse(reversed);

@@ -18,6 +18,10 @@ struct TrainFlags {
   std::vector<std::string> extra;
   bool json = false;
   CLI::Option* bits = nullptr;
+  std::string master;
+  int rank = 0, world_size = 1;
+  double timeout = 300;
+  CLI::Option *rank_flag = nullptr, *world_size_flag = nullptr, *master_flag = nullptr;
 };
 
 void add_method_flags(CLI::App* tr, TrainFlags& f) {
@@ -76,6 +80,19 @@ void add_run_flags(CLI::App* tr, TrainFlags& f) {
   tr->add_flag("--json", f.json, "print metrics.json on stdout at the end");
 }
 
+// Data-parallel flags; RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT (as
+// torchrun sets them) are the defaults.
+void add_distributed_flags(CLI::App* tr, TrainFlags& f) {
+  const std::string g = "Data-parallel training (defaults from RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT)";
+  f.rank_flag = tr->add_option("--rank", f.rank, "this process's rank in [0, --world-size)")->group(g);
+  f.world_size_flag = tr->add_option("--world-size", f.world_size, "number of processes (1 = no data parallelism)")
+                          ->group(g)->check(CLI::PositiveNumber);
+  f.master_flag = tr->add_option("--master", f.master, "ADDRESS:PORT of rank 0 (default 127.0.0.1:29500)")->group(g);
+  tr->add_option("--dist-timeout", f.timeout,
+                 "seconds to wait for the other processes before failing (a rank that died or hangs)")
+      ->group(g)->capture_default_str()->check(CLI::PositiveNumber);
+}
+
 void add_task_flags(CLI::App* tr, TrainFlags& f) {
   auto& c = f.config;
   tr->add_option("--task", c.model.task, "fashion-mnist | kjv-lm")->capture_default_str()
@@ -108,6 +125,15 @@ int finish_flags(TrainFlags& f, std::ostream& err) {
     err << "diffq train: --bits N is required for --method " << c.method << "\n";
     return 2;
   }
+  auto& d = c.distributed;
+  d = train::distributed_options_from_environment();
+  if (f.rank_flag->count()) d.rank(f.rank);
+  if (f.world_size_flag->count()) d.world_size(f.world_size);
+  if (f.master_flag->count()) {
+    const auto [addr, port] = train::parse_master(f.master);
+    d.master_addr(addr).master_port(port);
+  }
+  d.timeout_seconds(f.timeout);
   if (!c.model_file.empty()) {
     if (!f.model_name.empty()) {
       err << "diffq train: --model and --model-file exclude each other\n";
@@ -143,11 +169,13 @@ Command add_train(CLI::App& app) {
   add_task_flags(tr, *flags);
   add_method_flags(tr, *flags);
   add_run_flags(tr, *flags);
+  add_distributed_flags(tr, *flags);
   return {tr, [flags](std::ostream& out, std::ostream& err) {
             if (int status = finish_flags(*flags, err)) return status;
             flags->config.progress_stream = &err;
             auto result = train::run_training(flags->config);
             if (result.interrupted) return 130;
+            if (flags->config.distributed.rank() > 0) return 0;  // rank 0 reports
             if (flags->json) out << result.metrics.dump(2) << "\n";
             else out << "model file: " << result.metrics["model_file"].get<std::string>() << "\n";
             return 0;

@@ -32,6 +32,8 @@ Command add_inspect(CLI::App& app);
 Command add_compress(CLI::App& app);
 /// `diffq summarize`.
 Command add_summarize(CLI::App& app);
+/// `diffq launch`.
+Command add_launch(CLI::App& app);
 /// `diffq list`.
 Command add_list(CLI::App& app);
 

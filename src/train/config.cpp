@@ -80,6 +80,7 @@ void check_config(const TrainConfig& c) {
               "--schedule must be cosine or constant");
   DIFFQ_CHECK(c.method_options.bits >= 1 && c.method_options.bits <= 16, "--bits must be in 1..16");
   parse_entropy_coding(c.coding);
+  check_distributed_options(c.distributed);
   parse_parametrization(c.method_options.param);
   parse_noise_kind(c.method_options.noise);
 }

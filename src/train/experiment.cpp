@@ -6,13 +6,18 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <iterator>
+#include <unistd.h>
 
 #include <torch/torch.h>
 
 #include "diffq/batchnorm.h"
 #include "diffq/error.h"
 #include "diffq/format.h"
+#include "diffq/train/distributed.h"
 #include "diffq/train/loop.h"
 #include "diffq/train/tasks.h"
 #include "progress.h"
@@ -45,17 +50,45 @@ TrainerOptions trainer_options(const TrainConfig& c, int64_t total_steps) {
       .seed(c.seed);
 }
 
+// The loop's plan: this process's part of a data-parallel job.
+LoopPlan loop_plan(const TrainConfig& c, int64_t examples) {
+  LoopPlan plan{examples, c.batch_size, c.epochs};
+  plan.rank = c.distributed.rank();
+  plan.world_size = c.distributed.world_size();
+  return plan;
+}
+
+// Only rank 0 shows progress and writes files.
+TrainConfig for_rank(TrainConfig c) {
+  if (c.distributed.rank() > 0) {
+    c.progress = "none";
+    c.out_dir.clear();
+  }
+  return c;
+}
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  DIFFQ_CHECK(in.good(), "cannot read '", path, "'");
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 class Run {
  public:
-  explicit Run(const TrainConfig& config)
-      : config_(config),
-        dir_(config.out_dir),
+  Run(const TrainConfig& config, std::shared_ptr<Communicator> comm)
+      : config_(for_rank(config)),
+        comm_(std::move(comm)),
+        dir_(config_.out_dir),
         data_(load_task_data(config_.model, config_.data)),
         model_(build_run_model(config_)),
-        plan_{data_.train_examples(), config_.batch_size, config_.epochs},
+        plan_(loop_plan(config_, data_.train_examples())),
         trainer_(model_.handle, trainer_options(config_, plan_.total_steps())),
         identity_(run_identity(config_).dump()),
-        progress_(config_.progress, config_.progress_stream ? *config_.progress_stream : std::cerr, data_.lm) {}
+        progress_(config_.progress, config_.progress_stream ? *config_.progress_stream : std::cerr, data_.lm) {
+    if (comm_->world_size() > 1) parallel_ = std::make_unique<DataParallel>(trainer_, comm_);
+    shard_ = EvaluationShard{comm_->rank(), comm_->world_size(),
+                             [this](std::vector<double> v) { return comm_->all_reduce_sum(std::move(v)); }};
+  }
 
   TrainResult execute(bool resume) {
     if (resume) restore();
@@ -89,6 +122,7 @@ class Run {
  private:
   nlohmann::json record() const {
     return {{"identity", identity_},
+            {"world_size", comm_->world_size()},
             {"epoch", position_.epoch},
             {"step", position_.step},
             {"log_lines", log_lines_},
@@ -100,8 +134,35 @@ class Run {
     if (dir_.writes()) trainer_.save_checkpoint(dir_.checkpoint(), record);
   }
 
+  // The checkpoint, read by rank 0 and handed to the others (which may run
+  // on machines without the run directory).
+  nlohmann::json load_checkpoint() {
+    if (comm_->world_size() == 1) return trainer_.load_checkpoint(dir_.checkpoint());
+    const std::string bytes = comm_->broadcast_bytes(comm_->rank() == 0 ? read_bytes(dir_.checkpoint()) : "");
+    if (comm_->rank() == 0) return trainer_.load_checkpoint(dir_.checkpoint());
+    const auto copy = std::filesystem::temp_directory_path() /
+                      ("diffq-checkpoint." + std::to_string(::getpid()) + ".rank" + std::to_string(comm_->rank()));
+    {
+      std::ofstream out(copy, std::ios::binary);
+      out.write(bytes.data(), std::streamsize(bytes.size()));
+      DIFFQ_CHECK(out.good(), "cannot write '", copy.string(), "'");
+    }
+    struct Remove {
+      std::filesystem::path path;
+      ~Remove() {
+        std::error_code ec;
+        std::filesystem::remove(path, ec);
+      }
+    } remove{copy};
+    return trainer_.load_checkpoint(copy.string());
+  }
+
   void restore() {
-    const auto r = trainer_.load_checkpoint(dir_.checkpoint());
+    const auto r = load_checkpoint();
+    const int saved_world = r.value("world_size", 1);
+    DIFFQ_CHECK(saved_world == comm_->world_size(), "the checkpoint in '", config_.out_dir, "' was written by ",
+                saved_world, " process", saved_world == 1 ? "" : "es", "; resume it with the same number (now ",
+                comm_->world_size(), ")");
     if (r.value("identity", "") != identity_) refuse_other_run(r.value("identity", "{}"));
     position_.epoch = r.at("epoch").get<int64_t>();
     position_.step = r.at("step").get<int64_t>();
@@ -135,12 +196,14 @@ class Run {
     score_.count += n;
     train_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start_).count();
     progress_.update(pos.step, score_.loss_sum / score_.count, score_.correct / score_.count, trainer_.mean_bits());
-    stop_ = g_stop.load() || (config_.stop_after_step > 0 && pos.global_step == config_.stop_after_step);
+    stop_ = comm_->any(g_stop.load() || (config_.stop_after_step > 0 && pos.global_step == config_.stop_after_step));
     const bool periodic = config_.checkpoint_every > 0 && pos.global_step % config_.checkpoint_every == 0;
     if (pos.step < plan_.steps_per_epoch() && (periodic || stop_)) checkpoint(record());
   }
 
   void end_epoch(const Position& pos) {
+    const auto total = comm_->all_reduce_sum({score_.loss_sum, score_.correct, score_.count});
+    score_ = Score{total[0], total[1], total[2]};
     nlohmann::json line{{"epoch", pos.epoch + 1}, {"steps", pos.global_step}};
     line["train_loss"] = score_.loss_sum / score_.count;
     if (data_.lm) line["train_perplexity"] = std::exp(score_.loss_sum / score_.count);
@@ -156,7 +219,7 @@ class Run {
     dir_.append_log(line);
     ++log_lines_;
     score_ = Score();
-    stop_ = g_stop.load() || (config_.stop_after_step > 0 && pos.global_step == config_.stop_after_step);
+    stop_ = comm_->any(g_stop.load() || (config_.stop_after_step > 0 && pos.global_step == config_.stop_after_step));
     if (pos.epoch + 1 < config_.epochs) {
       auto next = record();
       next["epoch"] = pos.epoch + 1;
@@ -167,9 +230,9 @@ class Run {
 
   // The method's true quantized weights (or the float ones), in eval mode.
   nlohmann::json evaluate_quantized(const std::string& split) {
-    if (!trainer_.quantizer()) return evaluate_task(model_.handle, data_, split);
+    if (!trainer_.quantizer()) return evaluate_task(model_.handle, data_, split, shard_);
     auto scope = trainer_.quantizer()->quantized_evaluation();
-    return evaluate_task(model_.handle, data_, split);
+    return evaluate_task(model_.handle, data_, split, shard_);
   }
 
   // BatchNorm statistics re-estimated on the true quantized weights over the
@@ -205,9 +268,9 @@ class Run {
          {"params", count_parameters(model_.handle.ref)}};
     // The model rebuilt from the file alone (a fresh copy of the architecture).
     const auto restored = restored_model(state, config_.model_file);
-    m.update(score_metrics(evaluate_task(restored.handle, data_, "test"), data_));
+    m.update(score_metrics(evaluate_task(restored.handle, data_, "test", shard_), data_));
     if (trainer_.quantizer()) {
-      const auto latent = evaluate_task(model_.handle, data_, "test");
+      const auto latent = evaluate_task(model_.handle, data_, "test", shard_);
       m[data_.lm ? "latent_float_perplexity" : "latent_float_accuracy"] = latent[data_.lm ? "perplexity" : "accuracy"];
     }
     m.update(size_metrics(state, file_bytes));
@@ -218,12 +281,22 @@ class Run {
               {"model_file", dir_.writes() ? dir_.model() : ""}});
     m["options"] = metrics_options(config_, data_.lm);
     m["recalibrated_layers"] = recalibrated;
+    m["world_size"] = comm_->world_size();
+    if (parallel_) {
+      m["global_batch_size"] = plan_.global_batch();
+      m["allreduce_seconds"] = parallel_->seconds();
+      m["gradient_bytes_per_step"] = parallel_->gradient_bytes();
+      m["quantizer_gradient_bytes_per_step"] = parallel_->quantizer_gradient_bytes();
+    }
     progress_.final_summary(m);
     dir_.finish(m);
     result.state = std::move(state);
   }
 
   TrainConfig config_;
+  std::shared_ptr<Communicator> comm_;
+  std::unique_ptr<DataParallel> parallel_;
+  EvaluationShard shard_;
   RunDirectory dir_;
   TaskData data_;
   RunModel model_;
@@ -240,6 +313,24 @@ class Run {
   std::chrono::steady_clock::time_point step_start_ = std::chrono::steady_clock::now();
 };
 
+// How the run starts, decided by rank 0 (the owner of the run directory)
+// and told to the others; rank 0's refusal is every rank's error.
+RunDirectory::Start agreed_start(RunDirectory& dir, const TrainConfig& config, Communicator& comm) {
+  if (comm.world_size() == 1) return dir.prepare(config);
+  std::string decision;
+  if (comm.rank() == 0) {
+    try {
+      decision = std::to_string(int(dir.prepare(config)));
+    } catch (const Error& e) {
+      comm.broadcast_bytes(std::string("error: ") + e.what());
+      throw;
+    }
+  }
+  decision = comm.broadcast_bytes(decision);
+  DIFFQ_CHECK(decision.rfind("error: ", 0) != 0, "rank 0 refused the run: ", decision.substr(7));
+  return RunDirectory::Start(std::stoi(decision));
+}
+
 }  // namespace
 
 void request_stop() { g_stop.store(true); }
@@ -251,15 +342,16 @@ TrainResult run_training(const TrainConfig& requested) {
   if (own_lr <= 0) own_lr = find_method(config.method).default_own_lr(config.lr);
   torch::set_num_threads(config.threads);
   g_stop.store(false);
-  RunDirectory dir(config.out_dir);
-  const auto start = dir.prepare(config);
+  auto comm = std::make_shared<Communicator>(config.distributed);
+  RunDirectory dir(comm->rank() == 0 ? config.out_dir : "");
+  const auto start = agreed_start(dir, config, *comm);
   if (start == RunDirectory::Start::kFinished) {
     TrainResult r;
-    r.metrics = dir.finished_metrics();
-    r.state = load(dir.model());
+    r.metrics = nlohmann::json::parse(comm->broadcast_bytes(comm->rank() == 0 ? dir.finished_metrics().dump() : ""));
+    if (comm->rank() == 0) r.state = load(dir.model());
     return r;
   }
-  Run run(config);
+  Run run(config, comm);
   return run.execute(start == RunDirectory::Start::kResume);
 }
 

@@ -102,7 +102,9 @@ double Trainer::learning_rate() const {
 }
 
 StepResult Trainer::step(const Batch& batch) {
+  DIFFQ_CHECK(batch.share > 0 && batch.share <= 1, "the batch share must be in (0, 1], not ", batch.share);
   torch::manual_seed(derive_seed(options_.seed(), uint64_t(global_step_), Stream::kGlobal));
+  batch_share_ = batch.share;
   model_.set_training(true);
   set_lr(*optimizer_, learning_rate());
   optimizer_->zero_grad();
@@ -165,6 +167,10 @@ uint64_t Trainer::save(const std::string& path, const SaveOptions& options) cons
 
 bool run_epochs(Trainer& trainer, const LoopPlan& plan, Position& pos, const LoopHooks& hooks) {
   DIFFQ_CHECK(plan.examples >= 1, "no training example");
+  DIFFQ_CHECK(plan.world_size >= 1 && plan.rank >= 0 && plan.rank < plan.world_size, "rank ", plan.rank,
+              " is not in a world of ", plan.world_size);
+  DIFFQ_CHECK(plan.examples >= plan.world_size, plan.examples, " training examples cannot feed ", plan.world_size,
+              " processes");
   DIFFQ_CHECK(hooks.batch != nullptr, "run_epochs needs a batch function");
   const int64_t steps = plan.steps_per_epoch();
   const auto stop = [&] { return hooks.should_stop && hooks.should_stop(pos); };
@@ -174,8 +180,11 @@ bool run_epochs(Trainer& trainer, const LoopPlan& plan, Position& pos, const Loo
         torch::kInt64);
     if (hooks.start_epoch) hooks.start_epoch(pos);
     while (pos.step < steps) {
-      const int64_t b0 = pos.step * plan.batch_size, b1 = std::min(plan.examples, b0 + plan.batch_size);
-      const auto result = trainer.step(hooks.batch(order.slice(0, b0, b1), pos));
+      const int64_t b0 = pos.step * plan.global_batch(), n = std::min(plan.examples - b0, plan.global_batch());
+      const int64_t s0 = b0 + n * plan.rank / plan.world_size, s1 = b0 + n * (plan.rank + 1) / plan.world_size;
+      Batch batch = hooks.batch(order.slice(0, s0, s1), pos);
+      batch.share = double(s1 - s0) / double(n);
+      const auto result = trainer.step(batch);
       ++pos.step;
       ++pos.global_step;
       if (hooks.after_step) hooks.after_step(pos, result);

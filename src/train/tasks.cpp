@@ -80,34 +80,46 @@ double summed_nll(const ModelHandle& model, const torch::Tensor& seq, int64_t le
       .item<double>();
 }
 
-nlohmann::json evaluate_images(const ModelHandle& model, const TaskData& data) {
-  int64_t correct = 0;
-  const int64_t n = data.test_x.size(0);
-  for (int64_t i = 0; i < n; i += 500) {
-    const int64_t e = std::min(n, i + 500);
-    auto pred = model.forward(data.test_x.slice(0, i, e)).argmax(1);
-    correct += pred.eq(data.test_y.slice(0, i, e)).sum().item<int64_t>();
-  }
-  return {{"accuracy", 100.0 * double(correct) / double(n)}};
+// The counts of every rank, summed.
+std::vector<double> summed(const EvaluationShard& shard, std::vector<double> values) {
+  return shard.sum ? shard.sum(std::move(values)) : values;
 }
 
-nlohmann::json evaluate_text(const ModelHandle& model, const TaskData& data, const std::string& split) {
+bool mine(const EvaluationShard& shard, int64_t chunk) { return chunk % shard.world_size == shard.rank; }
+
+nlohmann::json evaluate_images(const ModelHandle& model, const TaskData& data, const EvaluationShard& shard) {
+  double correct = 0;
+  const int64_t n = data.test_x.size(0);
+  for (int64_t i = 0, chunk = 0; i < n; i += 500, ++chunk) {
+    if (!mine(shard, chunk)) continue;
+    const int64_t e = std::min(n, i + 500);
+    auto pred = model.forward(data.test_x.slice(0, i, e)).argmax(1);
+    correct += double(pred.eq(data.test_y.slice(0, i, e)).sum().item<int64_t>());
+  }
+  correct = summed(shard, {correct})[0];
+  return {{"accuracy", 100.0 * correct / double(n)}};
+}
+
+nlohmann::json evaluate_text(const ModelHandle& model, const TaskData& data, const std::string& split,
+                             const EvaluationShard& shard) {
   const auto& t = split == "valid" ? data.valid_tokens : data.test_tokens;
   const int64_t n = t.numel(), ctx = data.context;
   const int64_t windows = (n - 1) / ctx;
-  double nll = 0;
-  int64_t tokens = 0;
-  for (int64_t w = 0; w < windows; w += 64) {
+  double nll = 0, tokens = 0;
+  int64_t chunk = 0;
+  for (int64_t w = 0; w < windows; w += 64, ++chunk) {
+    if (!mine(shard, chunk)) continue;
     const int64_t we = std::min(windows, w + 64);
     nll += summed_nll(model, windows_of(t, torch::arange(w, we, torch::kInt64), ctx), ctx);
-    tokens += (we - w) * ctx;
+    tokens += double((we - w) * ctx);
   }
   const int64_t rest = (n - 1) - windows * ctx;
-  if (rest > 0) {
+  if (rest > 0 && mine(shard, chunk)) {
     nll += summed_nll(model, t.slice(0, windows * ctx, n).view({1, -1}), rest);
-    tokens += rest;
+    tokens += double(rest);
   }
-  return {{"loss", nll / double(tokens)}, {"perplexity", std::exp(nll / double(tokens))}, {"tokens", tokens}};
+  const auto total = summed(shard, {nll, tokens});
+  return {{"loss", total[0] / total[1]}, {"perplexity", std::exp(total[0] / total[1])}, {"tokens", int64_t(total[1])}};
 }
 
 }  // namespace
@@ -140,10 +152,13 @@ torch::Tensor task_loss(const torch::Tensor& logits, const torch::Tensor& target
   return torch::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), targets.reshape(-1));
 }
 
-nlohmann::json evaluate_task(const ModelHandle& model, const TaskData& data, const std::string& split) {
+nlohmann::json evaluate_task(const ModelHandle& model, const TaskData& data, const std::string& split,
+                             const EvaluationShard& shard) {
+  DIFFQ_CHECK(shard.world_size >= 1 && shard.rank >= 0 && shard.rank < shard.world_size, "evaluation shard ",
+              shard.rank, " of ", shard.world_size, " does not exist");
   torch::NoGradGuard no_grad;
   ModeGuard eval_mode(model, false);
-  return data.lm ? evaluate_text(model, data, split) : evaluate_images(model, data);
+  return data.lm ? evaluate_text(model, data, split, shard) : evaluate_images(model, data, shard);
 }
 
 }  // namespace train

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "diffq/models/models.h"
+#include "diffq/train/distributed.h"
 #include "diffq/train/methods.h"
 
 namespace diffq {
@@ -79,6 +80,10 @@ struct TrainConfig {
   std::string progress = "auto";
   /// Stream of the progress display (default std::cerr).
   std::ostream* progress_stream = nullptr;
+  /// Data-parallel training: this process's rank, the number of processes
+  /// and where they meet (world size 1: a single process). Each process
+  /// trains on `batch_size` examples per step; only rank 0 writes files.
+  DistributedOptions distributed;
   /// Testing: stop (as if killed) right after this global step, once its
   /// checkpoint (if any) is written; 0 = never. The run returns `interrupted`.
   int64_t stop_after_step = 0;

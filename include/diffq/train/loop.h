@@ -39,6 +39,9 @@ struct Batch {
   torch::Tensor inputs;
   /// Targets of the loss.
   torch::Tensor targets;
+  /// This process's part of the step's global batch (1 for a single
+  /// process): data-parallel training weights each rank's gradient by it.
+  double share = 1.0;
 };
 
 /// What one optimizer step computed.
@@ -125,6 +128,11 @@ class Trainer {
   /// λ · model size (MiB) for penalised methods; undefined otherwise.
   torch::Tensor penalty() const;
 
+  /// How many of `parameters()` (the last ones) are the quantizer's own.
+  size_t quantizer_parameter_count() const { return parameters_.size() - model_parameter_count_; }
+  /// The `share` of the batch of the current (or last) step.
+  double batch_share() const { return batch_share_; }
+
   /// Optimizer steps taken.
   int64_t global_step() const { return global_step_; }
   /// Continues at `global_step` after a checkpoint was loaded: the
@@ -161,6 +169,7 @@ class Trainer {
   std::vector<torch::Tensor> parameters_;
   size_t model_parameter_count_ = 0;
   int64_t global_step_ = 0;
+  double batch_share_ = 1.0;
   mutable double static_mean_bits_ = -1;
 };
 
@@ -182,8 +191,20 @@ struct LoopPlan {
   int64_t batch_size = 64;
   /// Epochs.
   int64_t epochs = 1;
-  /// Steps per epoch.
-  int64_t steps_per_epoch() const { return (examples + batch_size - 1) / batch_size; }
+  /// This process's rank and the number of processes of data-parallel
+  /// training: each step takes `world_size · batch_size` examples of the
+  /// epoch's order (the same order on every rank) and rank r trains on the
+  /// r-th of `world_size` near-equal parts of them.
+  int rank = 0;
+  /// See `rank`.
+  int world_size = 1;
+  /// Examples per step over all processes.
+  int64_t global_batch() const { return batch_size * world_size; }
+  /// Steps per epoch (a last partial step is kept when every rank gets at
+  /// least one example of it).
+  int64_t steps_per_epoch() const {
+    return examples / global_batch() + (examples % global_batch() >= world_size ? 1 : 0);
+  }
   /// Steps in all.
   int64_t total_steps() const { return steps_per_epoch() * epochs; }
 };

@@ -4,8 +4,10 @@
 /// batches, loss and evaluation.
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 #include <torch/types.h>
@@ -49,10 +51,23 @@ std::pair<torch::Tensor, torch::Tensor> task_batch(const TaskData& data, const t
 /// Mean cross-entropy of logits [..., C] against targets [...].
 torch::Tensor task_loss(const torch::Tensor& logits, const torch::Tensor& targets);
 
+/// Splits an evaluation over the processes of a data-parallel job: rank r
+/// evaluates every `world_size`-th chunk of the split from chunk r, and
+/// `sum` adds the counts of every rank.
+struct EvaluationShard {
+  /// This process's rank.
+  int rank = 0;
+  /// Number of processes.
+  int world_size = 1;
+  /// Sums values over the ranks (null for a single process).
+  std::function<std::vector<double>(std::vector<double>)> sum;
+};
+
 /// Evaluates `model` as it is (the caller installs float or quantized
 /// weights), in eval mode: images give {"accuracy"} (%) on the test set;
 /// language gives {"loss", "perplexity", "tokens"} on `split` ("valid" or "test").
-nlohmann::json evaluate_task(const ModelHandle& model, const TaskData& data, const std::string& split);
+nlohmann::json evaluate_task(const ModelHandle& model, const TaskData& data, const std::string& split,
+                             const EvaluationShard& shard = {});
 
 }  // namespace train
 }  // namespace diffq
