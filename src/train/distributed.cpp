@@ -1,6 +1,6 @@
 // Data-parallel training on c10d (see include/diffq/train/distributed.h).
-// Compiled with USE_C10D_GLOO and USE_DISTRIBUTED, without the torch
-// precompiled header (whose macros differ).
+// The Torch package defines USE_C10D_GLOO and USE_DISTRIBUTED, which the
+// Gloo process group's header needs.
 #include "diffq/train/distributed.h"
 
 #include <algorithm>
