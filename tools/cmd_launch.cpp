@@ -132,7 +132,9 @@ int run_launch(const LaunchFlags& f, std::ostream& err) {
       children[i] = -1;
       --running;
       const int code = exit_status(status);
-      if (code != 0 && first_failure == 0) {
+      if (code != 0 && first_failure == 0 && forwarded > 0) {
+        first_failure = code;  // stopped on request: each rank said so
+      } else if (code != 0 && first_failure == 0) {
         first_failure = code;
         err << "diffq launch: rank " << f.node_rank * f.nproc + int(i) << " exited with status " << code
             << "; stopping the other ranks\n";

@@ -164,6 +164,16 @@ TEST(Distributed, OptionsAreChecked) {
   for (auto v : {"WORLD_SIZE", "RANK", "MASTER_PORT"}) ::unsetenv(v);
 }
 
+// Waits until `path` exists (or `seconds` pass).
+bool wait_for(const std::string& path, double seconds) {
+  const auto t0 = std::chrono::steady_clock::now();
+  while (!fs::exists(path)) {
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > seconds) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
 // The flags of a small CLI run on the synthetic data set.
 std::vector<std::string> train_args(const std::string& out, int rank, int world, int port) {
   return {"train", "--data-dir", cli_test::tiny_fashion(512, 128), "--method", "diffq", "--epochs", "3",
@@ -209,16 +219,6 @@ TEST(DistributedCli, LaunchFailsWhenARankFails) {
   EXPECT_NE(finish(start(DIFFQ_TOOL, {"launch", "--nproc", "2", "--", "eval", "x"}, dir + "/l2.log")), 0);
 }
 
-// Waits until `path` exists (or `seconds` pass).
-bool wait_for(const std::string& path, double seconds) {
-  const auto t0 = std::chrono::steady_clock::now();
-  while (!fs::exists(path)) {
-    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > seconds) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return true;
-}
-
 TEST(DistributedCli, KilledRankEndsTheOthersAndTheRunResumes) {
   const auto dir = cli_test::temp_dir("kill");
   const int port = free_port();
@@ -256,6 +256,26 @@ TEST(DistributedCli, KilledRankEndsTheOthersAndTheRunResumes) {
   ASSERT_EQ(finish(u0), 0);
   ASSERT_EQ(finish(u1), 0);
   EXPECT_EQ(model_content(dir + "/run/model.diffq"), model_content(dir + "/whole/model.diffq"));
+}
+
+TEST(DistributedCli, LaunchForwardsInterruptsAndTheRunResumes) {
+  const auto dir = cli_test::temp_dir("interrupt");
+  auto args = train_args(dir + "/run", 0, 1, 0);
+  args.resize(args.size() - 8);
+  args[6] = "8";  // --epochs: long enough to be interrupted
+  std::vector<std::string> launch{"launch", "--nproc", "2", "--"};
+  launch.insert(launch.end(), args.begin(), args.end());
+  const pid_t l = start(DIFFQ_TOOL, launch, dir + "/launch.log");
+  ASSERT_TRUE(wait_for(dir + "/run/checkpoint.pt", 120));
+  ::kill(l, SIGINT);
+  EXPECT_EQ(finish(l), 130) << read_text(dir + "/launch.log");
+  const auto log = read_text(dir + "/launch.log");
+  EXPECT_TRUE(contains(log, "stopped; resume with --resume")) << log;
+  EXPECT_FALSE(contains(log, "exited with status")) << log;
+  EXPECT_FALSE(fs::exists(dir + "/run/metrics.json"));
+  launch.push_back("--resume");
+  ASSERT_EQ(finish(start(DIFFQ_TOOL, launch, dir + "/resume.log")), 0) << read_text(dir + "/resume.log");
+  EXPECT_TRUE(fs::exists(dir + "/run/metrics.json"));
 }
 
 TEST(DistributedCli, HungRankEndsTheOthersWithinTheTimeout) {
