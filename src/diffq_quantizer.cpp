@@ -158,10 +158,12 @@ torch::Tensor DiffQuantizer::training_data(detail::Slot& slot) {
   state.range = range.item<double>();
   const int64_t groups = groups_of(slot);
   // Δ_g = R · s_g, in the weight's dtype.
-  auto scale = (noise_scale(slot.own.detach()).to(w.scalar_type()) * range).contiguous();
+  const auto s = noise_scale(slot.own.detach());
+  state.scale = s.to(torch::kFloat64).to(torch::kCPU);
+  auto scale = (s.to(w.scalar_type()) * range).contiguous();
   if (fused(w)) {
     state.key = noise::mix_key(options_.seed(), static_cast<uint64_t>(steps()), index);
-    auto out = torch::empty_like(w, torch::MemoryFormat::Contiguous);
+    auto out = reuse(slot.forward_buffer, w);
     const int64_t gs = options_.group_size();  // 0: one group (the kernels' convention)
     if (w.scalar_type() == torch::kFloat32) {
       noise::add_noise<float>(w.data_ptr<float>(), out.data_ptr<float>(), w.numel(), gs,
@@ -190,7 +192,7 @@ torch::Tensor DiffQuantizer::backward(detail::Slot& slot, const torch::Tensor& g
   auto g = grad.contiguous();
   // per_group[g] = Σ_i grad_i ε_i over the group (the noise is R s_g ε_i).
   torch::Tensor per_group;
-  auto s = noise_scale(slot.own.detach()).to(torch::kFloat64).to(torch::kCPU);
+  const auto& s = state.scale;
   if (fused(w)) {
     per_group = torch::empty({groups}, torch::kFloat64);
     const int64_t gs = options_.group_size();  // 0: one group (the kernels' convention)
@@ -217,7 +219,7 @@ torch::Tensor DiffQuantizer::backward(detail::Slot& slot, const torch::Tensor& g
   }
   // Weights: identity, plus the range path (max and min are not detached;
   // ties share the gradient evenly, like torch's max() and min()).
-  auto full = g.clone(torch::MemoryFormat::Contiguous);
+  auto full = gradient_buffer(g).copy_(g);
   if (state.range > 0) {
     const double d_range = (per_group * s).sum().item<double>();  // Σ_i g_i ε_i s_g
     std::vector<int64_t> at_low, at_high;

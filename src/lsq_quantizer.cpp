@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "diffq/error.h"
+#include "kernels/fake_quant.h"
 #include "option_text.h"
 #include "tensor_convert.h"
 
@@ -14,6 +15,11 @@ namespace diffq {
 namespace {
 double positive_levels(double bits) { return std::pow(2.0, bits - 1) - 1; }
 double negative_levels(double bits) { return std::pow(2.0, bits - 1); }
+
+// Float32 contiguous CPU tensors go through the fused kernels.
+bool fused(const torch::Tensor& t) {
+  return t.device().is_cpu() && t.scalar_type() == torch::kFloat32 && t.is_contiguous();
+}
 }  // namespace
 
 LSQQuantizer::LSQQuantizer(const ModelRef& model, LSQOptions options)
@@ -48,13 +54,26 @@ torch::Tensor LSQQuantizer::signed_levels(const torch::Tensor& w32, float step) 
 }
 
 torch::Tensor LSQQuantizer::training_data(detail::Slot& slot) {
-  return quantized_data(slot);
+  if (!fused(slot.latent)) return quantized_data(slot);
+  finite_range(slot.latent, slot.name);
+  auto out = reuse(slot.forward_buffer, slot.latent);
+  kernels::lsq_forward(slot.latent.data_ptr<float>(), out.data_ptr<float>(), out.numel(), step_of(slot),
+                       float(negative_levels(options_.bits())), float(positive_levels(options_.bits())));
+  return out;
 }
 
 torch::Tensor LSQQuantizer::backward(detail::Slot& slot, const torch::Tensor& grad) {
   const double qn = negative_levels(options_.bits());
   const double qp = positive_levels(options_.bits());
   const float step = step_of(slot);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(slot.latent.numel()) * qp);
+  if (fused(slot.latent) && fused(grad)) {
+    auto out = gradient_buffer(grad);
+    const double sum = kernels::lsq_backward(slot.latent.data_ptr<float>(), grad.data_ptr<float>(),
+                                             out.data_ptr<float>(), grad.numel(), step, float(qn), float(qp));
+    add_step_gradient(slot, torch::full({}, sum * scale, slot.own.options().requires_grad(false)));
+    return out;
+  }
   auto v = slot.latent.to(grad.scalar_type()) / step;
   auto below = v <= -qn;
   auto above = v >= qp;
@@ -63,21 +82,29 @@ torch::Tensor LSQQuantizer::backward(detail::Slot& slot, const torch::Tensor& gr
   auto dstep = torch::where(inside, torch::round(v) - v,
                             torch::where(below, torch::full({}, -qn, v.options()),
                                          torch::full({}, qp, v.options())));
-  const double scale = 1.0 / std::sqrt(static_cast<double>(slot.latent.numel()) * qp);
-  auto step_grad = ((grad * dstep).sum() * scale).to(slot.own.scalar_type());
+  add_step_gradient(slot, ((grad * dstep).sum() * scale).to(slot.own.scalar_type()));
+  return grad * inside.to(grad.scalar_type());
+}
+
+void LSQQuantizer::add_step_gradient(detail::Slot& slot, const torch::Tensor& step_grad) {
   auto& own_grad = slot.own.mutable_grad();
   if (own_grad.defined()) {
     own_grad.add_(step_grad);
   } else {
     own_grad = step_grad.detach().clone();
   }
-  return grad * inside.to(grad.scalar_type());
 }
 
 torch::Tensor LSQQuantizer::quantized_data(const detail::Slot& slot) const {
   auto w32 = slot.tensor.detach().to(torch::kFloat32);
   finite_range(w32, slot.name);
   const float step = step_of(slot);
+  if (fused(w32)) {
+    auto out = torch::empty_like(w32);
+    kernels::lsq_forward(w32.data_ptr<float>(), out.data_ptr<float>(), w32.numel(), step,
+                         float(negative_levels(options_.bits())), float(positive_levels(options_.bits())));
+    return out.to(slot.tensor.scalar_type());
+  }
   return signed_levels(w32, step).mul(step).view(slot.tensor.sizes()).to(slot.tensor.scalar_type());
 }
 

@@ -115,6 +115,24 @@ void Quantizer::install_hooks() {
   }
 }
 
+torch::Tensor Quantizer::reuse(torch::Tensor& cache, const torch::Tensor& like) {
+  const bool free = cache.defined() && cache.use_count() == 1 && cache.storage().use_count() == 1 &&
+                    cache.sizes() == like.sizes() && cache.scalar_type() == like.scalar_type() &&
+                    cache.device() == like.device();
+  if (!free) cache = torch::empty_like(like, torch::MemoryFormat::Contiguous);
+  return cache;
+}
+
+torch::Tensor Quantizer::gradient_buffer(const torch::Tensor& like) {
+  auto& cache = gradient_buffers_[{like.numel(), int(like.scalar_type())}];
+  if (cache.defined() && cache.sizes() != like.sizes()) {
+    // Same size, another shape: a view of the same storage when it is free.
+    auto flat = reuse(cache, cache);
+    return flat.view(like.sizes());
+  }
+  return reuse(cache, like);
+}
+
 double Quantizer::leftover_bits() const {
   double bits = 0;
   for (const auto& leftover : leftovers_) {

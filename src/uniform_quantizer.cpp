@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "diffq/error.h"
+#include "kernels/fake_quant.h"
 #include "option_text.h"
 #include "tensor_convert.h"
 
@@ -22,7 +23,14 @@ UniformQuantizer::UniformQuantizer(const ModelRef& model, UniformOptions options
 
 torch::Tensor UniformQuantizer::training_data(detail::Slot& slot) {
   if (!options_.qat()) return torch::Tensor();
-  return quantized_data(slot);
+  const auto& w = slot.latent;
+  if (!(w.device().is_cpu() && w.scalar_type() == torch::kFloat32 && w.is_contiguous())) return quantized_data(slot);
+  const auto range = finite_range(w, slot.name);
+  if (!(range.second > range.first)) return quantized_data(slot);
+  auto out = reuse(slot.forward_buffer, w);
+  kernels::uniform_fake_quant(w.data_ptr<float>(), out.data_ptr<float>(), w.numel(), range.first, range.second,
+                              float(std::pow(2.0, options_.bits()) - 1));
+  return out;
 }
 
 torch::Tensor UniformQuantizer::backward(detail::Slot& /*slot*/, const torch::Tensor& grad) {
@@ -32,6 +40,12 @@ torch::Tensor UniformQuantizer::backward(detail::Slot& /*slot*/, const torch::Te
 torch::Tensor UniformQuantizer::quantized_data(const detail::Slot& slot) const {
   auto w32 = slot.tensor.detach().to(torch::kFloat32);
   const auto range = finite_range(w32, slot.name);
+  if (w32.device().is_cpu() && w32.is_contiguous() && range.second > range.first) {
+    auto out = torch::empty_like(w32);
+    kernels::uniform_fake_quant(w32.data_ptr<float>(), out.data_ptr<float>(), w32.numel(), range.first,
+                                range.second, float(std::pow(2.0, options_.bits()) - 1));
+    return out.to(slot.tensor.scalar_type());
+  }
   auto denom = torch::full({1, 1}, std::pow(2.0, options_.bits()) - 1, w32.options());
   auto levels = uniform_levels(w32, denom, range.first, range.second);
   return uniform_values(levels, denom, range.first, range.second)

@@ -111,6 +111,9 @@ class DiffQuantizer : public Quantizer {
   struct NoiseState {
     uint64_t key = 0;
     double low = 0, high = 0, range = 0;
+    /// This step's noise scale per group, float64 on the CPU (computed once
+    /// in the forward, read by the backward).
+    torch::Tensor scale;
   };
   DiffQOptions options_;
   std::vector<NoiseState> noise_;

@@ -43,6 +43,8 @@ class LSQQuantizer : public Quantizer {
   std::map<std::string, std::string> option_map() const override;
 
  private:
+  /// Adds `step_grad` to the step's gradient.
+  void add_step_gradient(detail::Slot& slot, const torch::Tensor& step_grad);
   /// Signed levels q = clamp(round(w / s), -Q_N, Q_P) of `w` (float32).
   torch::Tensor signed_levels(const torch::Tensor& w32, float step) const;
   float step_of(const detail::Slot& slot) const;

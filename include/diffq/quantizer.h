@@ -82,6 +82,9 @@ struct Slot {
   bool waiting_for_gradient = false;
   /// True when the gradient reached this slot in the current step.
   bool received_gradient = false;
+  /// The buffer of the installed data, reused by the next step once
+  /// nothing else holds it (see `Quantizer::reuse`).
+  torch::Tensor forward_buffer;
 };
 
 /// A parameter left in float.
@@ -235,11 +238,22 @@ class Quantizer {
   /// The quantizer's options, as text, for the stored state.
   virtual std::map<std::string, std::string> option_map() const = 0;
 
+  /// `cache` if nothing else holds its storage and it has the shape and
+  /// dtype of `like`; else a new contiguous buffer, kept in `cache`. Saves
+  /// a full-size allocation (and its page faults) per tensor per step.
+  static torch::Tensor reuse(torch::Tensor& cache, const torch::Tensor& like);
+  /// A buffer shaped like `like` for a gradient returned by `backward`:
+  /// one per size, shared by the slots (the autograd engine consumes each
+  /// returned gradient before the next hook runs).
+  torch::Tensor gradient_buffer(const torch::Tensor& like);
+
   /// Bits of the float leftovers (float16/float32). Detected aliases are
   /// not leftovers of their own, so a tied tensor counts once.
   double leftover_bits() const;
 
   std::vector<detail::Slot> slots_;
+  /// Gradient buffers by element count (`gradient_buffer`).
+  std::map<std::pair<int64_t, int>, torch::Tensor> gradient_buffers_;
   std::vector<detail::Leftover> leftovers_;
   /// The model's persistent buffers (stored after the parameters).
   std::vector<detail::Buffer> buffers_;

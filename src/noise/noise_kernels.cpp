@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include <ATen/Parallel.h>
+
 namespace diffq {
 namespace noise {
 
@@ -23,17 +25,27 @@ detail::BlockFn block_function() {
 
 constexpr int64_t kChunkBlocks = 256;  // 4096 values per chunk, on the stack
 
-// Calls fn(start, count, eps) for consecutive chunks of [0, n).
+constexpr int64_t kChunk = kChunkBlocks * 16;
+
+// Calls fn(start, count, eps) for consecutive chunks of [0, n). When every
+// chunk holds whole groups (group_size a divisor of the chunk), chunks are
+// independent and run on the intra-op threads; each writes what it alone
+// owns, so the result does not depend on the number of threads.
 template <typename F>
-void for_each_chunk(int64_t n, uint64_t key, Kind kind, F&& fn) {
-  alignas(64) float eps[kChunkBlocks * 16];
+void for_each_chunk(int64_t n, int64_t group_size, uint64_t key, Kind kind, F&& fn) {
   const auto blocks_fn = block_function();
-  for (int64_t start = 0; start < n; start += kChunkBlocks * 16) {
-    const int64_t count = std::min<int64_t>(kChunkBlocks * 16, n - start);
-    const int64_t blocks = (count + 15) / 16;
-    blocks_fn(key, static_cast<uint64_t>(start / 16), blocks, eps, kind);
-    fn(start, count, eps);
-  }
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  auto run = [&](int64_t c0, int64_t c1) {
+    alignas(64) float eps[kChunk];
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t start = c * kChunk, count = std::min<int64_t>(kChunk, n - start);
+      blocks_fn(key, static_cast<uint64_t>(start / 16), (count + 15) / 16, eps, kind);
+      fn(start, count, eps);
+    }
+  };
+  const bool independent = group_size > 0 && kChunk % group_size == 0;
+  if (independent && chunks > 1) at::parallel_for(0, chunks, 1, run);
+  else run(0, chunks);
 }
 
 }  // namespace
@@ -49,7 +61,7 @@ uint64_t mix_key(uint64_t a, uint64_t b, uint64_t c) {
 }
 
 void fill_noise(float* out, int64_t n, uint64_t key, Kind kind) {
-  for_each_chunk(n, key, kind, [&](int64_t start, int64_t count, const float* eps) {
+  for_each_chunk(n, 1, key, kind, [&](int64_t start, int64_t count, const float* eps) {
     std::copy(eps, eps + count, out + start);
   });
 }
@@ -57,7 +69,7 @@ void fill_noise(float* out, int64_t n, uint64_t key, Kind kind) {
 template <typename T>
 void add_noise(const T* w, T* out, int64_t n, int64_t group_size, const T* scale, uint64_t key,
                Kind kind) {
-  for_each_chunk(n, key, kind, [&](int64_t start, int64_t count, const float* eps) {
+  for_each_chunk(n, group_size, key, kind, [&](int64_t start, int64_t count, const float* eps) {
     const T* wc = w + start;
     T* oc = out + start;
     if (group_size == 0) {
@@ -88,7 +100,7 @@ void correlate_noise(const T* grad, int64_t n, int64_t group_size, uint64_t key,
                      double* sums) {
   const int64_t groups = group_size == 0 ? 1 : n / group_size;
   std::fill(sums, sums + groups, 0.0);
-  for_each_chunk(n, key, kind, [&](int64_t start, int64_t count, const float* eps) {
+  for_each_chunk(n, group_size, key, kind, [&](int64_t start, int64_t count, const float* eps) {
     const T* gc = grad + start;
     if (group_size == 0) {
       T acc = 0;

@@ -1,0 +1,29 @@
+#pragma once
+// Fused CPU kernels (float32, contiguous) for the straight-through
+// quantizers' training steps: one pass and one output buffer where the
+// tensor expressions need several temporaries. Each computes exactly the
+// same float operations as the tensor expressions it replaces (no FMA
+// contraction), so results are bit-identical to them; sums are taken per
+// fixed chunk and added in chunk order, so they do not depend on the
+// number of threads. Internal to the library.
+#include <cstdint>
+
+namespace diffq {
+namespace kernels {
+
+/// Uniform fake quantization over [mn, mx] with `denom` = 2^bits - 1:
+/// out[i] = round((w[i] - mn) / (mx - mn) · denom) / denom · (mx - mn) + mn
+/// (round half to even). Requires mx > mn.
+void uniform_fake_quant(const float* w, float* out, int64_t n, float mn, float mx, float denom);
+
+/// LSQ forward: out[i] = clamp(round(w[i] / step), -qn, qp) · step.
+void lsq_forward(const float* w, float* out, int64_t n, float step, float qn, float qp);
+
+/// LSQ backward. With v = w / step: grad_out[i] = grad[i] where -qn < v < qp,
+/// else grad[i] · 0; returns Σ grad[i] · d(w_q)/d(step) (round(v) - v inside,
+/// -qn below, qp above), accumulated in double.
+double lsq_backward(const float* w, const float* grad, float* grad_out, int64_t n, float step, float qn,
+                    float qp);
+
+}  // namespace kernels
+}  // namespace diffq

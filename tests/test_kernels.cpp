@@ -1,0 +1,107 @@
+// The fused straight-through kernels against the tensor expressions they
+// replace: bit for bit (ties at x.5 included), and the same whatever the
+// number of threads; the noise kernels' results do not depend on it either.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include <torch/torch.h>
+
+#include "../src/kernels/fake_quant.h"
+#include "../src/noise/noise_kernels.h"
+
+namespace {
+
+// Weights with exact ties: multiples of step/2 mixed with Gaussians.
+torch::Tensor weights(int64_t n, float step) {
+  torch::manual_seed(3);
+  auto w = torch::randn({n});
+  auto ties = torch::randint(-20, 20, {n}).to(torch::kFloat32).mul(step / 2);
+  return torch::where(torch::rand({n}) < 0.3, ties, w);
+}
+
+bool same_bits(const torch::Tensor& a, const torch::Tensor& b) {
+  return a.sizes() == b.sizes() && std::memcmp(a.data_ptr(), b.data_ptr(), size_t(a.nbytes())) == 0;
+}
+
+class ThreadCount {
+ public:
+  explicit ThreadCount(int n) : before_(torch::get_num_threads()) { torch::set_num_threads(n); }
+  ~ThreadCount() { torch::set_num_threads(before_); }
+
+ private:
+  int before_;
+};
+
+TEST(Kernels, UniformFakeQuantEqualsTheTensorExpression) {
+  const int64_t n = 100003;
+  auto w = weights(n, 0.25f);
+  const float mn = w.min().item<float>(), mx = w.max().item<float>();
+  for (int bits : {1, 2, 4, 8, 16}) {
+    auto denom = torch::full({1, 1}, std::pow(2.0, bits) - 1, w.options());
+    auto expected = torch::round((w.view({1, -1}) - mn) / (mx - mn) * denom).div(denom).mul(mx - mn).add(mn).view(-1);
+    auto out = torch::empty_like(w);
+    diffq::kernels::uniform_fake_quant(w.data_ptr<float>(), out.data_ptr<float>(), n, mn, mx,
+                                       float(std::pow(2.0, bits) - 1));
+    EXPECT_TRUE(same_bits(out, expected)) << bits << " bits";
+  }
+}
+
+TEST(Kernels, LsqForwardAndBackwardEqualTheTensorExpressions) {
+  const int64_t n = 70001;
+  const float step = 0.125f;
+  auto w = weights(n, step);
+  auto grad = torch::randn({n});
+  for (int bits : {2, 3, 4, 8}) {
+    const float qn = float(std::pow(2.0, bits - 1)), qp = qn - 1;
+    auto v = w / step;
+    auto expected = torch::clamp(torch::round(v), -qn, qp).mul(step);
+    auto out = torch::empty_like(w);
+    diffq::kernels::lsq_forward(w.data_ptr<float>(), out.data_ptr<float>(), n, step, qn, qp);
+    EXPECT_TRUE(same_bits(out, expected)) << bits << " bits";
+
+    auto below = v <= -qn, above = v >= qp;
+    auto inside = torch::logical_not(torch::logical_or(below, above));
+    auto dstep = torch::where(inside, torch::round(v) - v,
+                              torch::where(below, torch::full({}, -qn), torch::full({}, qp)));
+    auto expected_grad = grad * inside.to(torch::kFloat32);
+    const double expected_sum = (grad * dstep).to(torch::kFloat64).sum().item<double>();
+    auto grad_out = torch::empty_like(grad);
+    const double sum = diffq::kernels::lsq_backward(w.data_ptr<float>(), grad.data_ptr<float>(),
+                                                    grad_out.data_ptr<float>(), n, step, qn, qp);
+    EXPECT_TRUE(same_bits(grad_out, expected_grad)) << bits << " bits";
+    EXPECT_NEAR(sum, expected_sum, 1e-9 * (1 + std::abs(expected_sum))) << bits << " bits";
+  }
+}
+
+TEST(Kernels, ResultsDoNotDependOnTheThreadCount) {
+  const int64_t n = 1 << 18;
+  auto w = weights(n, 0.5f);
+  auto grad = torch::randn({n});
+  auto scale = torch::rand({n / 16}).add(0.01);
+  std::vector<torch::Tensor> noisy, backward_out;
+  std::vector<double> sums, group0;
+  for (int threads : {1, 2, 3}) {
+    ThreadCount guard(threads);
+    auto out = torch::empty_like(w);
+    diffq::noise::add_noise<float>(w.data_ptr<float>(), out.data_ptr<float>(), n, 16, scale.data_ptr<float>(), 42,
+                                   diffq::noise::Kind::kGaussian);
+    noisy.push_back(out);
+    std::vector<double> per_group(size_t(n / 16));
+    diffq::noise::correlate_noise<float>(grad.data_ptr<float>(), n, 16, 42, diffq::noise::Kind::kGaussian,
+                                         per_group.data());
+    group0.push_back(per_group[777]);
+    auto g = torch::empty_like(grad);
+    sums.push_back(diffq::kernels::lsq_backward(w.data_ptr<float>(), grad.data_ptr<float>(), g.data_ptr<float>(),
+                                                n, 0.5f, 8, 7));
+    backward_out.push_back(g);
+  }
+  for (size_t i = 1; i < noisy.size(); ++i) {
+    EXPECT_TRUE(same_bits(noisy[i], noisy[0]));
+    EXPECT_TRUE(same_bits(backward_out[i], backward_out[0]));
+    EXPECT_EQ(sums[i], sums[0]);
+    EXPECT_EQ(group0[i], group0[0]);
+  }
+}
+
+}  // namespace
