@@ -219,25 +219,41 @@ TEST(DistributedCli, LaunchFailsWhenARankFails) {
   EXPECT_NE(finish(start(DIFFQ_TOOL, {"launch", "--nproc", "2", "--", "eval", "x"}, dir + "/l2.log")), 0);
 }
 
-TEST(DistributedCli, KilledRankEndsTheOthersAndTheRunResumes) {
-  const auto dir = cli_test::temp_dir("kill");
+// Starts two ranks of a run in `dir`/run, sends `signal` to rank 1 once the
+// first checkpoint exists, and returns rank 0's exit status, the seconds it
+// took to end after the signal, and its messages.
+struct Fault {
+  int status = 0;
+  double seconds = 0;
+  std::string log;
+};
+
+Fault fault_rank_one(const std::string& dir, int signal) {
   const int port = free_port();
   const pid_t r0 = start(DIFFQ_TOOL, train_args(dir + "/run", 0, 2, port), dir + "/r0.log");
   const pid_t r1 = start(DIFFQ_TOOL, train_args(dir + "/unused", 1, 2, port), dir + "/r1.log");
-  ASSERT_TRUE(wait_for(dir + "/run/checkpoint.pt", 120));
-  ::kill(r1, SIGKILL);
+  Fault f;
+  EXPECT_TRUE(wait_for(dir + "/run/checkpoint.pt", 120));
+  ::kill(r1, signal);
   const auto t0 = std::chrono::steady_clock::now();
-  const int status = finish(r0);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  f.status = finish(r0);
+  f.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ::kill(r1, SIGKILL);
   finish(r1);
-  ASSERT_EQ(status, 1) << "rank 0 should fail once rank 1 is gone";
-  EXPECT_LT(seconds, 8 + 10) << "rank 0 noticed the dead rank after " << seconds << " s";
-  const auto log = read_text(dir + "/r0.log");
-  EXPECT_TRUE(contains(log, "distributed")) << log;
-  EXPECT_FALSE(contains(log, "frame #")) << log;
+  f.log = read_text(dir + "/r0.log");
+  return f;
+}
+
+TEST(DistributedCli, KilledRankEndsTheOthersAndTheRunResumes) {
+  const auto dir = cli_test::temp_dir("kill");
+  const auto f = fault_rank_one(dir, SIGKILL);
+  ASSERT_EQ(f.status, 1) << "rank 0 should fail once rank 1 is gone";
+  EXPECT_LT(f.seconds, 8 + 10) << "rank 0 noticed the dead rank after " << f.seconds << " s";
+  EXPECT_TRUE(contains(f.log, "distributed")) << f.log;
+  EXPECT_FALSE(contains(f.log, "frame #")) << f.log;
 
   // A different world size is refused by name.
-  auto single = train_args(dir + "/run", 0, 1, port);
+  auto single = train_args(dir + "/run", 0, 1, free_port());
   single.push_back("--resume");
   ASSERT_EQ(finish(start(DIFFQ_TOOL, single, dir + "/single.log")), 1);
   EXPECT_TRUE(contains(read_text(dir + "/single.log"), "written by 2 processes")) << read_text(dir + "/single.log");
@@ -279,20 +295,10 @@ TEST(DistributedCli, LaunchForwardsInterruptsAndTheRunResumes) {
 }
 
 TEST(DistributedCli, HungRankEndsTheOthersWithinTheTimeout) {
-  const auto dir = cli_test::temp_dir("hang");
-  const int port = free_port();
-  const pid_t r0 = start(DIFFQ_TOOL, train_args(dir + "/run", 0, 2, port), dir + "/r0.log");
-  const pid_t r1 = start(DIFFQ_TOOL, train_args(dir + "/unused", 1, 2, port), dir + "/r1.log");
-  ASSERT_TRUE(wait_for(dir + "/run/checkpoint.pt", 120));
-  ::kill(r1, SIGSTOP);
-  const auto t0 = std::chrono::steady_clock::now();
-  const int status = finish(r0);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  ::kill(r1, SIGKILL);
-  finish(r1);
-  ASSERT_EQ(status, 1) << "rank 0 should fail once rank 1 stops answering";
-  EXPECT_LT(seconds, 8 + 10);
-  EXPECT_TRUE(contains(read_text(dir + "/r0.log"), "did not answer within 8 s")) << read_text(dir + "/r0.log");
+  const auto f = fault_rank_one(cli_test::temp_dir("hang"), SIGSTOP);
+  ASSERT_EQ(f.status, 1) << "rank 0 should fail once rank 1 stops answering";
+  EXPECT_LT(f.seconds, 8 + 10);
+  EXPECT_TRUE(contains(f.log, "did not answer within 8 s")) << f.log;
 }
 
 TEST(DistributedCli, RefusalOfRankZeroReachesEveryRank) {
