@@ -2,16 +2,18 @@
 # Sanitizer and fuzzing check of the torch-free core (format, packing).
 #  1. builds the core with AddressSanitizer + UBSan (gcc) and runs ctest;
 #  2. builds the libFuzzer reader target with clang++-14 and fuzzes it for
-#     FUZZ_SECONDS (default 30) on a freshly generated seed corpus (version-2
-#     files of every encoding, kind and integer dtype) plus the version-1
-#     fixture files.
+#     FUZZ_RUNS executions (default 10^6; at most FUZZ_SECONDS, default 900)
+#     within a 512 MB RSS cap (its loads cap decoded memory at 64 MB) on a
+#     freshly generated seed corpus (version-2 files of every encoding, kind
+#     and integer dtype) plus the version-1 fixture files.
 # Exits non-zero on any failure. Usage: scripts/ci_sanitize.sh [build-root]
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_ROOT="${1:-$ROOT/build-ci}"
 JOBS="${JOBS:-2}"
-FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+FUZZ_SECONDS="${FUZZ_SECONDS:-900}"
+FUZZ_RUNS="${FUZZ_RUNS:-1000000}"
 
 echo "== sanitizer build (ASan + UBSan) =="
 cmake -S "$ROOT" -B "$BUILD_ROOT/sanitize" -DDIFFQ_CORE_ONLY=ON -DDIFFQ_SANITIZE=ON \
@@ -33,7 +35,7 @@ mkdir -p "$CORPUS" "$BUILD_ROOT/fuzz/artifacts"
 "$BUILD_ROOT/fuzz/fuzz/make_fuzz_corpus" "$CORPUS"
 # The committed version-1 files too, so that the v1 reading paths are fuzzed.
 cp "$ROOT"/tests/format/fixtures/*.diffq "$CORPUS"/
-echo "== fuzzing load_from_memory for ${FUZZ_SECONDS}s =="
-"$BUILD_ROOT/fuzz/fuzz/fuzz_reader" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 \
+echo "== fuzzing load_from_memory: ${FUZZ_RUNS} runs (at most ${FUZZ_SECONDS}s), RSS under 512 MB =="
+"$BUILD_ROOT/fuzz/fuzz/fuzz_reader" -runs="$FUZZ_RUNS" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=512 \
   -timeout=10 -print_final_stats=1 -artifact_prefix="$BUILD_ROOT/fuzz/artifacts/" "$CORPUS"
 echo "ci_sanitize: all checks passed"

@@ -21,7 +21,19 @@ struct CompressFlags {
   train::CompressOptions options;
 };
 
+// True when `output` is the same file as `input` (both exist).
+bool same_file(const std::string& input, const std::string& output) {
+  std::error_code ec;
+  return !input.empty() && std::filesystem::equivalent(input, output, ec) && !ec;
+}
+
 int compress(const CompressFlags& f, std::ostream& out, std::ostream& err) {
+  for (const auto& input : {f.input, f.restore_file, f.template_path}) {
+    if (!same_file(input, f.output)) continue;
+    err << "diffq compress: --out '" << f.output << "' is the input file '" << input
+        << "': choose another output file\n";
+    return 2;
+  }
   if (!f.restore_file.empty()) {
     if (f.template_path.empty()) {
       err << "diffq compress: --restore needs --template TEMPLATE.pt (the architecture)\n";
@@ -59,8 +71,7 @@ Command add_compress(CLI::App& app) {
   co->add_option("-o,--out", f->output, "output file (.diffq, or .pt with --restore)")->required();
   auto* cb = co->add_option("--bits", o.bits, "uniform bits everywhere (1..16)")->check(CLI::Range(1, 16));
   auto* cg = co->add_option("--budget", o.budget,
-                            "mean bits target; bits per tensor allocated greedily (least squared error per bit saved)")
-                 ->check(CLI::PositiveNumber);
+                            "mean bits target; bits per tensor allocated greedily (least squared error per bit saved)");
   cb->excludes(cg);
   co->add_option("--min-bits", o.min_bits, "--budget: lowest bits per tensor")->capture_default_str();
   co->add_option("--max-bits", o.max_bits, "--budget: highest bits per tensor")->capture_default_str();

@@ -46,7 +46,7 @@ Command add_eval(CLI::App& app) {
   ev->add_option("--data-dir", f->data.fashion_dir, "Fashion-MNIST directory")->capture_default_str();
   ev->add_option("--text", f->data.text_path, "kjv-lm text (default: run `bible`)");
   ev->add_option("--test-limit", f->data.test_limit, "evaluate on this many test images / tokens (0 = all)");
-  ev->add_option("--threads", f->threads, "intra-op threads")->capture_default_str()->check(CLI::PositiveNumber);
+  ev->add_option("--threads", f->threads, "intra-op threads, 1..256")->capture_default_str();
   ev->add_option("--model-file", f->model_file,
                  "TorchScript model giving the architecture (required for a model trained with --model-file)");
   ev->add_flag("--json", f->json, "JSON output");

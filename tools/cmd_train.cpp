@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.h"
+#include "signals.h"
 #include "diffq/train/trainer.h"
 
 namespace diffq {
@@ -22,6 +23,9 @@ struct TrainFlags {
   int rank = 0, world_size = 1;
   double timeout = 300;
   CLI::Option *rank_flag = nullptr, *world_size_flag = nullptr, *master_flag = nullptr;
+  CLI::Option* bits_lr = nullptr;
+  // The method flags given and the MethodOptions field each one sets.
+  std::vector<std::pair<CLI::Option*, std::string>> method_flags;
 };
 
 void add_method_flags(CLI::App* tr, TrainFlags& f) {
@@ -29,11 +33,11 @@ void add_method_flags(CLI::App* tr, TrainFlags& f) {
   std::string method_help = "compression method:";
   for (const auto& m : train::methods()) method_help += "\n  " + m.name + ": " + m.summary;
   tr->add_option("--method", f.config.method, method_help)->capture_default_str();
-  f.bits = tr->add_option("--bits", mo.bits, "ptq / qat / lsq: bit-width (1..16)")->check(CLI::Range(1, 16));
+  f.bits = tr->add_option("--bits", mo.bits, "ptq / qat / lsq / quant-noise: bit-width (1..16)");
   tr->add_option("--penalty,--lambda", mo.penalty, "diffq: λ, penalty per MiB of model size")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str();
   tr->add_option("--group-size", mo.group_size, "diffq: weights sharing one bit-width (0 = one per tensor)")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str();
   tr->add_option("--bits-lr", mo.bits_lr,
                  "learning rate of the quantizer's own parameters (Adam): diffq bits' logits (default 1e-2), lsq steps (default --lr)");
   tr->add_option("--min-bits", mo.min_bits, "diffq: lowest bit-width")->capture_default_str();
@@ -49,13 +53,20 @@ void add_method_flags(CLI::App* tr, TrainFlags& f) {
   tr->add_flag("--float16", mo.float16, "store the float leftovers as float16");
   tr->add_option("--exclude", mo.exclude, "glob of parameters left in float (repeatable)");
   tr->add_option("--opt", f.extra, "method-specific option key=value (repeatable)");
+  f.bits_lr = tr->get_option("--bits-lr");
+  for (const auto& field : {"bits", "penalty", "group_size", "bits_lr", "min_bits", "max_bits", "init_bits",
+                            "extra_bits", "param", "noise", "min_size", "float16", "exclude"}) {
+    std::string flag = std::string("--") + field;
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    f.method_flags.emplace_back(tr->get_option(flag), field);
+  }
 }
 
 void add_run_flags(CLI::App* tr, TrainFlags& f) {
   auto& c = f.config;
-  tr->add_option("--epochs", c.epochs, "epochs")->capture_default_str()->check(CLI::PositiveNumber);
-  tr->add_option("--batch-size", c.batch_size, "batch size")->capture_default_str()->check(CLI::PositiveNumber);
-  tr->add_option("--lr", c.lr, "learning rate of the weights (Adam)")->capture_default_str()->check(CLI::PositiveNumber);
+  tr->add_option("--epochs", c.epochs, "epochs")->capture_default_str();
+  tr->add_option("--batch-size", c.batch_size, "batch size")->capture_default_str();
+  tr->add_option("--lr", c.lr, "learning rate of the weights (Adam)")->capture_default_str();
   tr->add_option("--weight-decay", c.weight_decay, "weight decay")->capture_default_str();
   tr->add_option("--schedule", c.schedule, "cosine | constant")->capture_default_str()
       ->check(CLI::IsMember({"cosine", "constant"}));
@@ -64,14 +75,19 @@ void add_run_flags(CLI::App* tr, TrainFlags& f) {
   tr->add_option("--recalibrate", c.recalibrate,
                  "BatchNorm: re-estimate the running statistics on the true quantized weights over N training "
                  "batches before writing the model file (0 = keep those of training)")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
-  tr->add_option("--seed", c.seed, "seed of everything")->capture_default_str();
-  tr->add_option("--threads", c.threads, "intra-op threads (1 = bit-reproducible)")->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->capture_default_str();
+  tr->add_option("--seed", c.seed, "seed of everything (0..2^64-1)")->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& text) {
+            return text.find('-') == std::string::npos ? std::string()
+                                                       : "--seed must be zero or a positive integer, not " + text;
+          },
+          "N>=0"));
+  tr->add_option("--threads", c.threads, "intra-op threads, 1..256 (1 = bit-reproducible)")->capture_default_str();
   tr->add_option("--out", c.out_dir, "output directory: model.diffq, metrics.json, log.jsonl, checkpoint.pt")->required();
   tr->add_flag("--resume", c.resume, "continue the run in --out from its last checkpoint");
   tr->add_flag("--overwrite", c.overwrite, "start over even if --out holds a run");
-  tr->add_option("--checkpoint-every", c.checkpoint_every, "checkpoint every N steps (and every epoch)")->capture_default_str();
+  tr->add_option("--checkpoint-every", c.checkpoint_every, "checkpoint every N >= 1 steps (and every epoch)")->capture_default_str();
   tr->add_option("--coding", c.coding, "model file payload coding: none | zstd | rans | auto")->capture_default_str()
       ->check(CLI::IsMember({"none", "zstd", "rans", "auto"}));
   tr->add_option("--progress", c.progress, "auto | bar | plain | none")->capture_default_str()
@@ -86,11 +102,11 @@ void add_distributed_flags(CLI::App* tr, TrainFlags& f) {
   const std::string g = "Data-parallel training (defaults from RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT)";
   f.rank_flag = tr->add_option("--rank", f.rank, "this process's rank in [0, --world-size)")->group(g);
   f.world_size_flag = tr->add_option("--world-size", f.world_size, "number of processes (1 = no data parallelism)")
-                          ->group(g)->check(CLI::PositiveNumber);
+                          ->group(g);
   f.master_flag = tr->add_option("--master", f.master, "ADDRESS:PORT of rank 0 (default 127.0.0.1:29500)")->group(g);
   tr->add_option("--dist-timeout", f.timeout,
                  "seconds to wait for the other processes before failing (a rank that died or hangs)")
-      ->group(g)->capture_default_str()->check(CLI::PositiveNumber);
+      ->group(g)->capture_default_str();
 }
 
 void add_task_flags(CLI::App* tr, TrainFlags& f) {
@@ -106,7 +122,7 @@ void add_task_flags(CLI::App* tr, TrainFlags& f) {
   tr->add_option("--data-dir", c.data.fashion_dir, "Fashion-MNIST directory")->capture_default_str();
   tr->add_option("--text", c.data.text_path, "kjv-lm: text file in the `bible` output format (default: run `bible`)");
   tr->add_option("--vocab-size", c.data.vocab_size, "kjv-lm: vocabulary cap")->capture_default_str();
-  tr->add_option("--context", c.model.context, "kjv-lm: context length")->capture_default_str()->check(CLI::PositiveNumber);
+  tr->add_option("--context", c.model.context, "kjv-lm: context length")->capture_default_str();
   tr->add_option("--dim", c.model.dim, "kjv-lm: model width")->capture_default_str();
   tr->add_option("--layers", c.model.layers, "kjv-lm: layers")->capture_default_str();
   tr->add_option("--width", c.model.width, "fashion-mnist: channel width multiplier")->capture_default_str();
@@ -134,6 +150,28 @@ int finish_flags(TrainFlags& f, std::ostream& err) {
     d.master_addr(addr).master_port(port);
   }
   d.timeout_seconds(f.timeout);
+  for (const auto& flag : f.method_flags) {
+    if (flag.first->count() == 0 ||
+        std::find(method.options.begin(), method.options.end(), flag.second) != method.options.end())
+      continue;
+    std::vector<std::string> reads;
+    for (const auto& field : method.options) {
+      std::string name = "--" + field;
+      std::replace(name.begin(), name.end(), '_', '-');
+      reads.push_back(name);
+    }
+    err << "diffq train: " << flag.first->get_name() << " does not apply to --method " << c.method << " ("
+        << (reads.empty() ? "it takes no method options" : "it takes: " + join(reads)) << ")\n";
+    return 2;
+  }
+  if (f.bits_lr->count() != 0 && !(c.method_options.bits_lr > 0)) {
+    err << "diffq train: --bits-lr must be a positive learning rate, not " << c.method_options.bits_lr << "\n";
+    return 2;
+  }
+  if (c.out_dir.empty()) {
+    err << "diffq train: --out must name a directory (it is empty)\n";
+    return 2;
+  }
   if (!c.model_file.empty()) {
     if (!f.model_name.empty()) {
       err << "diffq train: --model and --model-file exclude each other\n";
@@ -173,6 +211,7 @@ Command add_train(CLI::App& app) {
   return {tr, [flags](std::ostream& out, std::ostream& err) {
             if (int status = finish_flags(*flags, err)) return status;
             flags->config.progress_stream = &err;
+            StopPoint stop_point;  // a signal stops the run after its next step
             auto result = train::run_training(flags->config);
             if (result.interrupted) return 130;
             if (flags->config.distributed.rank() > 0) return 0;  // rank 0 reports

@@ -21,8 +21,22 @@ std::vector<uint8_t> rans_encode(const uint16_t* values, size_t count, int bits)
 /// inconsistency (truncation, bad table, trailing state).
 size_t rans_decode(const uint8_t* data, size_t size, size_t count, int bits, uint16_t* out);
 
+/// The most values the rANS stream at `data` (at most `size` bytes) can
+/// decode to, from its frequency table and data length alone (each value
+/// costs at least log2 of the inverse of the largest probability, less the
+/// coder's rounding), without decoding it; `UINT64_MAX` when one symbol has
+/// every slot. Sets `stream_size` to the bytes the stream occupies. Throws
+/// `diffq::Error` on a malformed header.
+uint64_t rans_capacity(const uint8_t* data, size_t size, size_t& stream_size);
+
 /// Compresses `size` bytes into one zstd frame at `level` (1..22).
 std::vector<uint8_t> zstd_compress(const uint8_t* data, size_t size, int level);
+
+/// Checks, without decompressing, that `size` bytes are exactly one zstd
+/// frame that declares `expected_size` bytes and whose blocks can hold them
+/// (at most 128 KiB per block). Throws `diffq::Error` otherwise. Run it
+/// before allocating the output.
+void zstd_check_frame(const uint8_t* data, size_t size, size_t expected_size);
 
 /// Decompresses exactly one zstd frame of `size` bytes that must declare and
 /// hold `expected_size` bytes, into `out` (of `expected_size` bytes).

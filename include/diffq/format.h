@@ -66,12 +66,18 @@ struct SaveOptions {
   int64_t creation_time_ = -1;
 };
 
+/// The default memory cap of a load: half of the machine's physical memory,
+/// or half of the address-space limit (`ulimit -v`) when that is lower.
+uint64_t default_max_memory();
+
 /// Options of `load` and `load_from_memory`.
 struct LoadOptions {
   /// Threads for unpacking large tensors (0 = all hardware threads).
   LoadOptions& threads(int value) { threads_ = value; return *this; }
   /// Upper bound, in bytes, of the memory a load may allocate for decoded
-  /// payloads (0 = unlimited). Protects against small hostile files.
+  /// payloads (0 = unlimited; default `default_max_memory()`). Every
+  /// declared size is checked against it before anything is allocated.
+  /// Protects against small hostile files.
   LoadOptions& max_memory(uint64_t value) { max_memory_ = value; return *this; }
   /// Whether to verify the XXH3 checksums (default true). Turning it off
   /// only serves fuzzing, to reach the decoders with mutated files.
@@ -86,7 +92,7 @@ struct LoadOptions {
 
  private:
   int threads_ = 0;
-  uint64_t max_memory_ = 0;
+  uint64_t max_memory_ = default_max_memory();
   bool verify_checksums_ = true;
 };
 
@@ -198,10 +204,11 @@ struct FileInfo {
   double buffer_true_bits = 0.0;
 };
 
-/// Loads and validates the model file at `path` and describes it.
-FileInfo inspect(const std::string& path);
+/// Loads and validates the model file at `path` (within `options`' memory
+/// cap) and describes it. Non-regular files are refused without being read.
+FileInfo inspect(const std::string& path, const LoadOptions& options = {});
 
 /// Same as `inspect`, from the bytes of a file in memory.
-FileInfo inspect_memory(const uint8_t* data, size_t size);
+FileInfo inspect_memory(const uint8_t* data, size_t size, const LoadOptions& options = {});
 
 }  // namespace diffq

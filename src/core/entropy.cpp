@@ -4,6 +4,7 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -120,6 +121,44 @@ std::vector<uint8_t> rans_encode(const uint16_t* values, size_t count, int bits)
   return out;
 }
 
+uint64_t rans_capacity(const uint8_t* data, size_t size, size_t& stream_size) {
+  size_t pos = 0;
+  const auto read_u32 = [&](const char* what) {
+    DIFFQ_CHECK(size - pos >= 4, "rANS: truncated ", what, " at byte ", pos);
+    const uint32_t v = get_u32(data + pos);
+    pos += 4;
+    return v;
+  };
+  const uint32_t scale_bits = read_u32("scale");
+  DIFFQ_CHECK(scale_bits >= 12 && scale_bits <= 16, "rANS: scale ", scale_bits, " outside 12..16");
+  read_u32("alphabet");
+  const uint32_t table_length = read_u32("table length");
+  DIFFQ_CHECK(table_length <= size - pos, "rANS: truncated frequency table");
+  // The largest frequency of the (gap, frequency) varint pairs.
+  uint64_t largest = 0;
+  for (size_t t = 0, field = 0; t < table_length; ++field) {
+    uint32_t v = 0;
+    for (int shift = 0;; shift += 7) {
+      DIFFQ_CHECK(shift < 21 && t < table_length, "rANS: malformed frequency table");
+      const uint8_t byte = data[pos + t++];
+      v |= static_cast<uint32_t>(byte & 0x7f) << shift;
+      if ((byte & 0x80) == 0) break;
+    }
+    if (field % 2 == 1) largest = std::max<uint64_t>(largest, v);
+  }
+  pos += table_length;
+  const uint32_t data_length = read_u32("data length");
+  DIFFQ_CHECK(data_length <= size - pos, "rANS: truncated data (", data_length, " bytes declared, ",
+              size - pos, " available)");
+  stream_size = pos + data_length;
+  if (largest == 0) return 0;
+  const double total = double(uint64_t{1} << scale_bits);
+  const double cost = std::log2(total / double(largest)) - std::log2(1.0 + total / double(kStateLow));
+  if (!(cost > 0)) return UINT64_MAX;
+  const double most = 8.0 * double(data_length) / cost + 1.0;
+  return most >= 1.8e19 ? UINT64_MAX : static_cast<uint64_t>(most);
+}
+
 size_t rans_decode(const uint8_t* data, size_t size, size_t count, int bits, uint16_t* out) {
   DIFFQ_CHECK(bits >= 1 && bits <= 16, "rANS: bit-width ", bits, " outside 1..16");
   size_t pos = 0;
@@ -211,7 +250,7 @@ std::vector<uint8_t> zstd_compress(const uint8_t* data, size_t size, int level) 
   return out;
 }
 
-void zstd_decompress(const uint8_t* data, size_t size, uint8_t* out, size_t expected_size) {
+void zstd_check_frame(const uint8_t* data, size_t size, size_t expected_size) {
   const unsigned long long declared = ZSTD_getFrameContentSize(data, size);
   DIFFQ_CHECK(declared != ZSTD_CONTENTSIZE_ERROR, "zstd: not a valid frame");
   DIFFQ_CHECK(declared != ZSTD_CONTENTSIZE_UNKNOWN, "zstd: frame does not declare its size");
@@ -221,6 +260,15 @@ void zstd_decompress(const uint8_t* data, size_t size, uint8_t* out, size_t expe
   DIFFQ_CHECK(!ZSTD_isError(frame), "zstd: truncated or invalid frame: ",
               ZSTD_getErrorName(frame));
   DIFFQ_CHECK(frame == size, "zstd: ", size - frame, " bytes after the frame");
+  // Every block has a 3-byte header and decodes to at most 128 KiB (an RLE
+  // block: one more byte), so a frame of `size` bytes holds at most this.
+  const uint64_t most = (uint64_t(size) / 4 + 1) * (uint64_t{1} << 17);
+  DIFFQ_CHECK(expected_size <= most, "zstd: a frame of ", size, " bytes cannot hold the ", expected_size,
+              " bytes it declares");
+}
+
+void zstd_decompress(const uint8_t* data, size_t size, uint8_t* out, size_t expected_size) {
+  zstd_check_frame(data, size, expected_size);
   const size_t got = ZSTD_decompress(out, expected_size, data, size);
   DIFFQ_CHECK(!ZSTD_isError(got), "zstd: corrupt frame: ", ZSTD_getErrorName(got));
   DIFFQ_CHECK(got == expected_size, "zstd: frame holds ", got, " bytes, expected ",

@@ -1,12 +1,24 @@
 // Small helpers shared by the model file writer and reader.
+#include <sys/resource.h>
+#include <unistd.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <limits>
 
 #include "format_internal.h"
 
 namespace diffq {
+
+uint64_t default_max_memory() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page_size = ::sysconf(_SC_PAGESIZE);
+  uint64_t total = pages > 0 && page_size > 0 ? uint64_t(pages) * uint64_t(page_size) : uint64_t{8} << 30;
+  struct rlimit limit {};
+  if (::getrlimit(RLIMIT_AS, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY)
+    total = std::min<uint64_t>(total, uint64_t(limit.rlim_cur));
+  return std::max<uint64_t>(total / 2, uint64_t{1} << 20);
+}
 
 const char* entropy_coding_name(EntropyCoding coding) {
   switch (coding) {

@@ -297,6 +297,24 @@ void read_values(const uint8_t* bytes, uint64_t count, std::vector<T>& out, Memo
   if (count != 0) std::memcpy(out.data(), bytes, count * sizeof(T));
 }
 
+// Refuses, before anything is allocated, a rANS payload whose streams cannot
+// hold the values its shape needs (see `rans_capacity`).
+void check_rans_capacity(const TensorHeader& h, const uint8_t* stored) {
+  uint64_t needed = h.numel;
+  if (h.encoding == Encoding::kProductQuantized) needed = h.index_bits == 0 ? 0 : h.numel / h.block_size;
+  uint64_t position = 4 + uint64_t{read_u32(stored)};
+  DIFFQ_CHECK(position <= h.length, "tensor '", h.name, "': truncated rANS prefix");
+  uint64_t capacity = 0;
+  while (position < h.length && capacity < needed) {
+    size_t stream_size = 0;
+    const uint64_t most = rans_capacity(stored + position, h.length - position, stream_size);
+    capacity = most > UINT64_MAX - capacity ? UINT64_MAX : capacity + most;
+    position += stream_size;
+  }
+  DIFFQ_CHECK(capacity >= needed, "tensor '", h.name, "': its rANS streams (", h.length,
+              " bytes) can hold at most ", capacity, " values, its shape needs ", needed);
+}
+
 }  // namespace
 
 bool fixed_raw_length(const TensorHeader& h, uint64_t& length) {
@@ -340,12 +358,14 @@ void decode_payload(const TensorHeader& h, const uint8_t* stored, TensorRecord& 
     DIFFQ_CHECK(h.length == h.raw_length, "tensor '", name, "': length ", h.length,
                 " differs from raw_length ", h.raw_length, " with coding none");
   } else if (h.coding == Coding::kZstd) {
+    zstd_check_frame(stored, h.length, h.raw_length);  // before anything is allocated
     budget.charge(h.raw_length, name);
     inflated.resize(h.raw_length);
     zstd_decompress(stored, h.length, inflated.data(), inflated.size());
     raw = inflated.data();
   }
   SectionReader reader(h, stored, raw);
+  if (h.coding == Coding::kRans) check_rans_capacity(h, stored);
   uint64_t raw_length = 0;
   const auto stream_into = [&](uint64_t count, int bits, uint16_t* out) {
     raw_length = checked_add(raw_length, packed_size(count, bits), "payload length");

@@ -1,5 +1,7 @@
 // Reading model files: preamble, header and layout validation, decoding.
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include <cerrno>
@@ -10,6 +12,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "diffq/regular_file.h"
 #include "format_internal.h"
 
 namespace diffq {
@@ -379,24 +382,38 @@ QuantizedState guarded_decode(const uint8_t* data, size_t size, const LoadOption
 }
 
 std::vector<uint8_t> read_file(const std::string& path) {
-  FILE* in = std::fopen(path.c_str(), "rb");
-  DIFFQ_CHECK(in != nullptr, "cannot open '", path, "': ", std::strerror(errno));
+  // A FIFO or a device is refused before it is opened for reading (opening
+  // a FIFO blocks until a writer comes); O_NONBLOCK covers a swap in between.
+  require_regular_file(path, "the model file");
   struct stat info {};
-  if (::fstat(fileno(in), &info) != 0 || !S_ISREG(info.st_mode)) {
-    std::fclose(in);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  DIFFQ_CHECK(fd >= 0, "cannot open '", path, "': ", std::strerror(errno));
+  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+    ::close(fd);
     throw Error(detail::concat("'", path, "' is not a regular file"));
   }
-  std::vector<uint8_t> bytes(static_cast<size_t>(info.st_size));
-  const size_t got = bytes.empty() ? 0 : std::fread(bytes.data(), 1, bytes.size(), in);
-  const bool failed = std::ferror(in) != 0;
-  std::fclose(in);
-  DIFFQ_CHECK(!failed && got == bytes.size(), "cannot read '", path, "'");
+  std::vector<uint8_t> bytes;
+  try {
+    bytes.resize(static_cast<size_t>(info.st_size));
+  } catch (const std::bad_alloc&) {
+    ::close(fd);
+    throw Error(detail::concat("'", path, "': out of memory reading ", info.st_size, " bytes"));
+  }
+  size_t got = 0;
+  while (got < bytes.size()) {
+    const ssize_t n = ::read(fd, bytes.data() + got, bytes.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  DIFFQ_CHECK(got == bytes.size(), "cannot read '", path, "'");
   return bytes;
 }
 
-FileInfo describe(const uint8_t* data, size_t size) {
+FileInfo describe(const uint8_t* data, size_t size, const LoadOptions& options) {
   ParsedFile parsed;
-  const QuantizedState state = guarded_decode(data, size, LoadOptions(), &parsed);
+  const QuantizedState state = guarded_decode(data, size, options, &parsed);
   FileInfo info;
   const json& header = parsed.header;
   info.format_version = parsed.version;
@@ -464,12 +481,14 @@ QuantizedState load(const std::string& path, const LoadOptions& options) {
   }
 }
 
-FileInfo inspect_memory(const uint8_t* data, size_t size) { return describe(data, size); }
+FileInfo inspect_memory(const uint8_t* data, size_t size, const LoadOptions& options) {
+  return describe(data, size, options);
+}
 
-FileInfo inspect(const std::string& path) {
+FileInfo inspect(const std::string& path, const LoadOptions& options) {
   const std::vector<uint8_t> bytes = read_file(path);
   try {
-    return describe(bytes.data(), bytes.size());
+    return describe(bytes.data(), bytes.size(), options);
   } catch (const Error& e) {
     throw Error(detail::concat("'", path, "': ", e.what()));
   }

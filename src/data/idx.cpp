@@ -7,11 +7,13 @@
 #include <limits>
 
 #include "diffq/error.h"
+#include "diffq/regular_file.h"
 
 namespace diffq {
 namespace data {
 
 std::vector<uint8_t> read_maybe_gzip(const std::string& path) {
+  require_regular_file(path, "the data file");
   std::FILE* probe = std::fopen(path.c_str(), "rb");
   DIFFQ_CHECK(probe != nullptr, "cannot open '", path, "' (missing or unreadable)");
   std::fclose(probe);

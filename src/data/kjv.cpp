@@ -9,11 +9,34 @@
 #include <sstream>
 
 #include "diffq/error.h"
+#include "diffq/regular_file.h"
 
 namespace diffq {
 namespace data {
 
 namespace {
+
+// The books as the `bible` command abbreviates them.
+const std::set<std::string>& known_books() {
+  static const std::set<std::string> books = {
+      "Ge",    "Exo",   "Lev",   "Num",  "Deu",  "Josh", "Jdgs", "Ruth", "1Sm",  "2Sm",   "1Ki",  "2Ki",
+      "1Chr",  "2Chr",  "Ezra",  "Neh",  "Est",  "Job",  "Psa",  "Prv",  "Eccl", "SSol",  "Isa",  "Jer",
+      "Lam",   "Eze",   "Dan",   "Hos",  "Joel", "Amos", "Obad", "Jonah", "Mic", "Nahum", "Hab",  "Zep",
+      "Hag",   "Zec",   "Mal",   "Mat",  "Mark", "Luke", "John", "Acts", "Rom",  "1Cor",  "2Cor", "Gal",
+      "Eph",   "Phi",   "Col",   "1Th",  "2Th",  "1Tim", "2Tim", "Titus", "Phmn", "Heb",  "Jas",  "1Pet",
+      "2Pet",  "1Jn",   "2Jn",   "3Jn",  "Jude", "Rev"};
+  return books;
+}
+
+// The longest chapter and verse numbers of the King James Bible (Psalms 150, Psalm 119:176).
+constexpr long kMaxChapter = 150, kMaxVerse = 176;
+
+// The number of the `count` digits at `line[begin]`, or -1 when above `max`.
+long reference_number(const std::string& line, size_t begin, size_t count, long max) {
+  if (count > 3) return -1;
+  const long n = std::stol(line.substr(begin, count));
+  return n <= max ? n : -1;
+}
 
 // Splits "Ge1:1 In the beginning" into ("Ge", "In the beginning"); false when
 // the line has no reference prefix.
@@ -35,6 +58,12 @@ bool split_reference(const std::string& line, std::string& book, std::string& te
   if (verse_digits == k) return false;
   if (verse_digits < line.size() && line[verse_digits] != ' ') return false;
   book = line.substr(book_begin, letters - book_begin);
+  DIFFQ_CHECK(known_books().count(book), "unknown book '", book, "' (the books are abbreviated as the output of ",
+              kBibleCommand, " does: Ge, Exo, ..., Rev)");
+  DIFFQ_CHECK(reference_number(line, j, digits - j, kMaxChapter) >= 1, "chapter number '",
+              line.substr(j, digits - j), "' outside 1..", kMaxChapter);
+  DIFFQ_CHECK(reference_number(line, k, verse_digits - k, kMaxVerse) >= 1, "verse number '",
+              line.substr(k, verse_digits - k), "' outside 1..", kMaxVerse);
   text = verse_digits < line.size() ? line.substr(verse_digits + 1) : std::string();
   return true;
 }
@@ -51,9 +80,14 @@ std::vector<Verse> parse_verses(const std::string& text, const std::string& what
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
     Verse verse;
-    DIFFQ_CHECK(split_reference(line, verse.book, verse.text), what, ":", number,
-                ": not a verse line of the form 'Ge1:1 text' (the output of ", kBibleCommand,
-                ")");
+    bool is_verse = false;
+    try {
+      is_verse = split_reference(line, verse.book, verse.text);
+    } catch (const Error& e) {
+      throw Error(detail::concat(what, ":", number, ": ", e.what()));
+    }
+    DIFFQ_CHECK(is_verse, what, ":", number, ": not a verse line of the form 'Ge1:1 text' (the output of ",
+                kBibleCommand, ")");
     verses.push_back(std::move(verse));
   }
   DIFFQ_CHECK(!verses.empty(), what, ": no verse found");
@@ -76,6 +110,7 @@ std::vector<Verse> load_kjv(const std::string& path) {
                 " (exit status ", status, "; install the Debian package bible-kjv)");
   } else {
     what = path;
+    require_regular_file(path, "the text file");
     std::ifstream in(path, std::ios::binary);
     DIFFQ_CHECK(in.good(), "cannot read the text file '", path, "'");
     std::ostringstream all;

@@ -1,6 +1,7 @@
 // Post-training quantization of TorchScript files (see compress.h).
 #include "diffq/train/compress.h"
 
+#include <cmath>
 #include <filesystem>
 #include <map>
 
@@ -10,9 +11,12 @@
 #include "diffq/error.h"
 #include "diffq/format.h"
 #include "diffq/number_text.h"
+#include "diffq/regular_file.h"
 #include "diffq/restore.h"
 #include "diffq/train/experiment.h"
 #include "diffq/uniform_quantizer.h"
+
+#include "torch_message.h"
 
 namespace diffq {
 namespace train {
@@ -20,11 +24,12 @@ namespace train {
 namespace {
 
 torch::jit::Module load_script(const std::string& path, const char* what) {
+  require_regular_file(path, std::string("the TorchScript ") + what);
   try {
     return torch::jit::load(path);
   } catch (const std::exception& e) {
     throw Error(std::string("cannot load the TorchScript ") + what + " '" + path +
-                "': " + std::string(e.what()).substr(0, 300));
+                "': " + torch_message(e));
   }
 }
 
@@ -114,7 +119,8 @@ QuantizedState compress_torchscript(const std::string& script_path, const Compre
     DIFFQ_CHECK(o.bits <= 16, "--bits must be in 1..16");
     state = quantize(module, o.bits, o.min_size);
   } else {
-    DIFFQ_CHECK(o.budget > 0, "give --bits N or --budget B (mean bits)");
+    DIFFQ_CHECK(std::isfinite(o.budget) && o.budget > 0, "--budget must be a positive number of mean bits, not ",
+                o.budget, " (or give --bits N)");
     state = compress_to_budget(module, o, script_path);
   }
   state.options["source"] = std::filesystem::path(script_path).filename().string();

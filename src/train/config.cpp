@@ -1,6 +1,7 @@
 // The run configuration's one JSON form (see include/diffq/train/config.h).
 #include "diffq/train/config.h"
 
+#include <cmath>
 #include <type_traits>
 
 #include "diffq/error.h"
@@ -70,19 +71,38 @@ nlohmann::json run_identity(const TrainConfig& c) {
 }
 
 void check_config(const TrainConfig& c) {
-  find_method(c.method);
-  DIFFQ_CHECK(c.epochs >= 1, "--epochs must be at least 1");
-  DIFFQ_CHECK(c.batch_size >= 1, "--batch-size must be at least 1");
-  DIFFQ_CHECK(c.threads >= 1, "--threads must be at least 1");
-  DIFFQ_CHECK(c.lr > 0, "--lr must be positive");
-  DIFFQ_CHECK(c.recalibrate >= 0, "--recalibrate must be >= 0 batches, not ", c.recalibrate);
+  const auto& method = find_method(c.method);
+  const auto finite = [](const char* flag, double v) {
+    DIFFQ_CHECK(std::isfinite(v), flag, " must be a finite number, not ", v);
+  };
+  DIFFQ_CHECK(c.epochs >= 1, "--epochs must be at least 1, not ", c.epochs);
+  DIFFQ_CHECK(c.batch_size >= 1, "--batch-size must be at least 1, not ", c.batch_size);
+  DIFFQ_CHECK(c.threads >= 1 && c.threads <= kMaxThreads, "--threads must be between 1 and ", kMaxThreads,
+              ", not ", c.threads);
+  finite("--lr", c.lr);
+  DIFFQ_CHECK(c.lr > 0, "--lr must be positive, not ", c.lr);
+  finite("--weight-decay", c.weight_decay);
+  DIFFQ_CHECK(c.weight_decay >= 0, "--weight-decay must be zero or positive, not ", c.weight_decay);
+  finite("--clip", c.clip);
+  DIFFQ_CHECK(c.clip >= 0, "--clip must be zero (off) or a positive gradient norm, not ", c.clip);
+  DIFFQ_CHECK(c.recalibrate >= 0, "--recalibrate must be zero or a positive number of batches, not ", c.recalibrate);
+  DIFFQ_CHECK(c.checkpoint_every >= 1, "--checkpoint-every must be at least 1 step, not ", c.checkpoint_every);
+  DIFFQ_CHECK(c.stop_after_step >= 0, "--stop-after-step must be zero or positive");
+  DIFFQ_CHECK(c.data.train_limit >= 0, "--train-limit must be zero (all) or a positive number of examples, not ",
+              c.data.train_limit);
+  DIFFQ_CHECK(c.data.test_limit >= 0, "--test-limit must be zero (all) or a positive number of examples, not ",
+              c.data.test_limit);
+  DIFFQ_CHECK(c.data.vocab_size >= 2, "--vocab-size must be at least 2, not ", c.data.vocab_size);
+  finite("--width", c.model.width);
+  DIFFQ_CHECK(c.model.width > 0, "--width must be positive, not ", c.model.width);
+  DIFFQ_CHECK(c.model.context >= 1, "--context must be at least 1, not ", c.model.context);
+  DIFFQ_CHECK(c.model.dim >= 4, "--dim must be at least 4, not ", c.model.dim);
+  DIFFQ_CHECK(c.model.layers >= 1, "--layers must be at least 1, not ", c.model.layers);
   DIFFQ_CHECK(c.schedule == "cosine" || c.schedule == "constant",
-              "--schedule must be cosine or constant");
-  DIFFQ_CHECK(c.method_options.bits >= 1 && c.method_options.bits <= 16, "--bits must be in 1..16");
+              "--schedule must be cosine or constant, not '", c.schedule, "'");
   parse_entropy_coding(c.coding);
   check_distributed_options(c.distributed);
-  parse_parametrization(c.method_options.param);
-  parse_noise_kind(c.method_options.noise);
+  check_method_options(method, c.method_options);
 }
 
 }  // namespace train

@@ -16,13 +16,19 @@ namespace diffq {
 namespace train {
 
 std::shared_ptr<models::Model> model_from_state(const QuantizedState& state) {
-  auto model = models::make_model(models::model_config_from_options(state.options));
+  const auto config = models::model_config_from_options(state.options);
+  check_arch_fits_file(config, state);
+  auto model = models::make_model(config);
   restore(*model, state);
   return model;
 }
 
 EvalResult evaluate_file(const std::string& path, const DataOptions& d, int threads, const std::string& model_file) {
-  torch::set_num_threads(std::max(1, threads));
+  DIFFQ_CHECK(threads >= 1 && threads <= kMaxThreads, "--threads must be between 1 and ", kMaxThreads, ", not ",
+              threads);
+  DIFFQ_CHECK(d.test_limit >= 0, "--test-limit must be zero (all) or a positive number of examples, not ",
+              d.test_limit);
+  torch::set_num_threads(threads);
   const auto state = load(path);
   const uint64_t file_bytes = std::filesystem::file_size(path);
   const auto model = restored_model(state, model_file);

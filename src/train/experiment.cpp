@@ -341,7 +341,6 @@ TrainResult run_training(const TrainConfig& requested) {
   auto& own_lr = config.method_options.bits_lr;
   if (own_lr <= 0) own_lr = find_method(config.method).default_own_lr(config.lr);
   torch::set_num_threads(config.threads);
-  g_stop.store(false);
   auto comm = std::make_shared<Communicator>(config.distributed);
   RunDirectory dir(comm->rank() == 0 ? config.out_dir : "");
   const auto start = agreed_start(dir, config, *comm);
@@ -352,7 +351,9 @@ TrainResult run_training(const TrainConfig& requested) {
     return r;
   }
   Run run(config, comm);
-  return run.execute(start == RunDirectory::Start::kResume);
+  auto result = run.execute(start == RunDirectory::Start::kResume);
+  if (result.interrupted) g_stop.store(false);  // this run answered the request
+  return result;
 }
 
 }  // namespace train

@@ -2,8 +2,10 @@
 #include "files.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +24,23 @@ void fsync_path(const std::string& path, bool directory) {
 }
 
 std::string temporary_name(const std::string& path) { return path + ".tmp." + std::to_string(::getpid()); }
+
+int remove_dead_temporaries(const std::string& dir) {
+  std::error_code ec;
+  int removed = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    const size_t at = name.rfind(".tmp.");
+    if (at == std::string::npos || at + 5 >= name.size()) continue;
+    const std::string digits = name.substr(at + 5);
+    if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9) continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(digits));
+    if (pid <= 0 || pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH) continue;  // alive
+    std::error_code remove_error;
+    if (std::filesystem::remove(entry.path(), remove_error)) ++removed;
+  }
+  return removed;
+}
 
 void commit_file(const std::string& tmp, const std::string& path) {
   fsync_path(tmp, false);

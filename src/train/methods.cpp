@@ -3,6 +3,8 @@
 // `MethodOptions::extra` via `number()` or add a field to MethodOptions).
 #include "diffq/train/methods.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <type_traits>
 
@@ -123,6 +125,7 @@ MethodInfo quant_noise_method() {
                   "Quant-Noise: scalar int4/int8 noise (--bits 4|8), or --opt qn_mode=proxy|ipq; --opt p=, "
                   "block_size=, centroids= (iPQ: one stage, k-means on the weights at the start)",
                   with_discovery({"bits", "bits_lr"}));
+  m.extra_options = {"qn_mode", "p", "block_size", "centroids"};
   m.replay_steps_on_resume = true;  // Bernoulli masks come from a generator it owns
   m.make = make_quant_noise;
   return m;
@@ -177,6 +180,40 @@ MethodOptions method_options_from_json(const nlohmann::json& j) {
       },
       "method option");
   return o;
+}
+
+void check_method_options(const MethodInfo& method, const MethodOptions& o) {
+  const auto finite = [](const char* flag, double v) {
+    DIFFQ_CHECK(std::isfinite(v), flag, " must be a finite number, not ", v);
+  };
+  DIFFQ_CHECK(o.bits >= 1 && o.bits <= 16, "--bits must be between 1 and 16, not ", o.bits);
+  finite("--penalty", o.penalty);
+  DIFFQ_CHECK(o.penalty >= 0, "--penalty must be zero or positive, not ", o.penalty);
+  DIFFQ_CHECK(o.group_size >= 0, "--group-size must be zero (one bit-width per tensor) or positive, not ",
+              o.group_size);
+  finite("--bits-lr", o.bits_lr);
+  DIFFQ_CHECK(o.bits_lr >= 0, "--bits-lr must be positive, not ", o.bits_lr);
+  for (const auto& b : {std::make_pair("--min-bits", o.min_bits), std::make_pair("--max-bits", o.max_bits),
+                        std::make_pair("--init-bits", o.init_bits), std::make_pair("--extra-bits", o.extra_bits)}) {
+    finite(b.first, b.second);
+    DIFFQ_CHECK(b.second >= 0 && b.second <= 16, b.first, " must be between 0 and 16, not ", b.second);
+  }
+  finite("--min-size", o.min_size);
+  DIFFQ_CHECK(o.min_size >= 0, "--min-size must be zero or positive, not ", o.min_size);
+  parse_parametrization(o.param);
+  parse_noise_kind(o.noise);
+  for (const auto& kv : o.extra) {
+    const auto& known = method.extra_options;
+    if (std::find(known.begin(), known.end(), kv.first) != known.end()) {
+      if (kv.first == "qn_mode") parse_quant_noise_mode(kv.second);
+      else finite(("--opt " + kv.first).c_str(), o.number(kv.first, 0));
+      continue;
+    }
+    std::string list;
+    for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+    throw Error("--opt " + kv.first + "=" + kv.second + ": --method " + method.name + " has no option '" +
+                kv.first + "'" + (list.empty() ? " (it takes no --opt)" : " (it takes: " + list + ")"));
+  }
 }
 
 nlohmann::json options_json(const MethodInfo& method, const MethodOptions& o) {

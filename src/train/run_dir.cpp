@@ -6,7 +6,10 @@
 #include <vector>
 
 #include "diffq/error.h"
+#include "diffq/format.h"
 #include "files.h"
+#include "run_lock.h"
+#include "run_record.h"
 
 namespace fs = std::filesystem;
 
@@ -25,13 +28,21 @@ RunDirectory::Start RunDirectory::prepare(const TrainConfig& config) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   DIFFQ_CHECK(!ec && fs::is_directory(dir_), "cannot create the output directory '", dir_, "'");
+  lock_ = std::make_shared<RunLock>(dir_);
+  remove_dead_temporaries(dir_);
   const bool has_checkpoint = fs::exists(checkpoint_), has_metrics = fs::exists(metrics_);
   if (config.overwrite) {
     for (const auto& f : {checkpoint_, metrics_, log_, model_}) fs::remove(f, ec);
     return Start::kFresh;
   }
   if (config.resume && has_checkpoint) return Start::kResume;
-  if (config.resume && has_metrics) return Start::kFinished;
+  if (config.resume && has_metrics) {
+    const auto diff =
+        identity_differences(run_identity(recorded_config(load(model_))), run_identity(config), "finished run");
+    DIFFQ_CHECK(diff.empty(), "'", dir_, "' holds a finished run of a different configuration; differences:", diff,
+                " (use --overwrite to start over or choose another --out)");
+    return Start::kFinished;
+  }
   DIFFQ_CHECK(!has_checkpoint, "'", dir_,
               "' holds the checkpoint of an unfinished run: pass --resume to continue it or --overwrite to start over");
   DIFFQ_CHECK(!has_metrics, "'", dir_,

@@ -1,6 +1,7 @@
 #pragma once
 // The output directory of an experiment run (private): its files, how a
 // run starts in it (fresh, resumed, already finished), and its log.
+#include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -9,6 +10,8 @@
 
 namespace diffq {
 namespace train {
+
+class RunLock;
 
 /// The files of a run directory. An empty `dir` writes nothing.
 class RunDirectory {
@@ -20,8 +23,11 @@ class RunDirectory {
   explicit RunDirectory(std::string dir);
   /// True when the run writes files.
   bool writes() const { return !dir_.empty(); }
-  /// Creates the directory and decides how the run starts per
-  /// --resume / --overwrite; refuses to replace a run silently.
+  /// Creates the directory, takes its lock (held while this object or a
+  /// copy lives; refused when another process holds it), removes the
+  /// temporaries of killed runs and decides how the run starts per
+  /// --resume / --overwrite; refuses to replace a run silently, and to
+  /// "resume" a finished run of a different configuration.
   Start prepare(const TrainConfig& config);
   /// Keeps the first `lines` lines of the log (those of the checkpoint's
   /// finished epochs); an empty log for a fresh run.
@@ -42,6 +48,7 @@ class RunDirectory {
 
  private:
   std::string dir_, checkpoint_, metrics_, log_, model_;
+  std::shared_ptr<RunLock> lock_;
 };
 
 }  // namespace train

@@ -1,22 +1,27 @@
 // The model of an experiment run (see run_model.h).
 #include "run_model.h"
 
+#include <cmath>
+
 #include <torch/script.h>
 #include <torch/torch.h>
 
 #include "diffq/error.h"
+#include "diffq/regular_file.h"
 #include "diffq/restore.h"
 #include "diffq/train/experiment.h"
 #include "seeds.h"
+#include "torch_message.h"
 
 namespace diffq {
 namespace train {
 
 std::shared_ptr<torch::jit::Module> load_script_file(const std::string& path) {
+  require_regular_file(path, "the TorchScript model");
   try {
     return std::make_shared<torch::jit::Module>(torch::jit::load(path));
   } catch (const std::exception& e) {
-    throw Error("cannot load the TorchScript model '" + path + "': " + std::string(e.what()).substr(0, 300));
+    throw Error("cannot load the TorchScript model '" + path + "': " + torch_message(e));
   }
 }
 
@@ -51,6 +56,30 @@ RunModel build_run_model(const TrainConfig& config) {
   return zoo_model(models::make_model(config.model));
 }
 
+void check_arch_fits_file(const models::ModelConfig& c, const QuantizedState& state) {
+  double held = 0;
+  for (const auto& r : state.tensors)
+    if (r.kind == RecordKind::kParameter) held += double(r.numel());
+  double least = 0;  // a lower bound of the model's parameter elements
+  if (c.task == "kjv-lm") {
+    DIFFQ_CHECK(c.vocab >= 2 && c.context >= 1 && c.dim >= 4 && c.layers >= 1, "the model file's arch.* options (vocab ",
+                c.vocab, ", context ", c.context, ", dim ", c.dim, ", layers ", c.layers, ") are not a language model");
+    least = double(c.vocab) * double(c.dim) + double(c.layers) * double(c.dim) * double(c.dim);
+    if (c.name == "transformer") least += double(c.context) * double(c.dim);
+  } else {
+    DIFFQ_CHECK(std::isfinite(c.width) && c.width > 0, "the model file's arch.width ", c.width, " is not a positive width");
+    if (c.width > 1) {
+      // Every tensor has a channel dimension of at least width/2 times its
+      // size at width 1 (rounding), the others do not shrink.
+      models::ModelConfig unit = c;
+      unit.width = 1;
+      least = double(models::count_parameters(*models::make_model(unit))) * c.width / 2;
+    }
+  }
+  DIFFQ_CHECK(least <= held, "the model file's arch.* options describe a ", c.name, " of at least ", least,
+              " parameters but the file holds ", held, ": not building it (the file is corrupt or was edited)");
+}
+
 RunModel restored_model(const QuantizedState& state, const std::string& model_file) {
   const auto arch = state.options.find("arch.model");
   const bool from_script = arch != state.options.end() && arch->second == models::kScriptModel;
@@ -58,7 +87,9 @@ RunModel restored_model(const QuantizedState& state, const std::string& model_fi
     DIFFQ_CHECK(!from_script, "this model was trained from a TorchScript file (",
                 state.options.count("arch.source") ? state.options.at("arch.source") : "?",
                 "): pass it with --model-file to rebuild the architecture");
-    auto model = models::make_model(models::model_config_from_options(state.options));
+    const auto config = models::model_config_from_options(state.options);
+    check_arch_fits_file(config, state);
+    auto model = models::make_model(config);
     restore_validated(*model, state);
     return zoo_model(model);
   }

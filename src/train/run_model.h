@@ -38,10 +38,18 @@ std::shared_ptr<torch::jit::Module> load_script_file(const std::string& path);
 /// the built-in model, initialised from the run's seed.
 RunModel build_run_model(const TrainConfig& config);
 
+/// Refuses (`diffq::Error`), before any model is built, `arch.*` options of
+/// a model file that describe a model larger than the file: a built-in
+/// model of `config` has at least a known number of parameter elements (from
+/// its width, vocabulary, width and layers), which must not exceed those the
+/// file holds.
+void check_arch_fits_file(const models::ModelConfig& config, const QuantizedState& state);
+
 /// A fresh model of `state`'s architecture with `state` restored (a state
 /// already validated, as `load` and `serialize` do): the
 /// TorchScript `model_file` when given (required for a file trained from
-/// one), else the built-in model its `arch.*` options describe.
+/// one), else the built-in model its `arch.*` options describe (checked by
+/// `check_arch_fits_file` first).
 RunModel restored_model(const QuantizedState& state, const std::string& model_file);
 
 }  // namespace train

@@ -33,6 +33,15 @@ TrainConfig recorded_config(const QuantizedState& state) {
   return config_from_json(j);
 }
 
+std::string identity_differences(const nlohmann::json& saved, const nlohmann::json& now, const std::string& label) {
+  std::string diff;
+  for (auto it = now.begin(); it != now.end(); ++it)
+    if (!saved.contains(it.key()) || saved[it.key()] != it.value())
+      diff += " " + it.key() + " (" + label + " " + (saved.contains(it.key()) ? saved[it.key()].dump() : "-") +
+              ", now " + it.value().dump() + ")";
+  return diff;
+}
+
 nlohmann::json metrics_options(const TrainConfig& c, bool lm) {
   nlohmann::json o = options_json(find_method(c.method), c.method_options);
   const nlohmann::json all = to_json(c);

@@ -2,6 +2,7 @@
 // What an experiment run records (private): the run's options in its model
 // file and its metrics.json.
 #include <cstdint>
+#include <string>
 
 #include <nlohmann/json.hpp>
 
@@ -19,6 +20,10 @@ void record_run(QuantizedState& state, const TrainConfig& config);
 
 /// The run's configuration from a state written by `record_run`.
 TrainConfig recorded_config(const QuantizedState& state);
+
+/// The fields in which run identity `now` (`run_identity`) differs from
+/// `saved`, as " key (<label> x, now y)" items; empty when they are equal.
+std::string identity_differences(const nlohmann::json& saved, const nlohmann::json& now, const std::string& label);
 
 /// The options block of metrics.json: the method's options, then the
 /// optimisation, data and (language) architecture options.

@@ -56,7 +56,9 @@ std::vector<std::string> fashion_train(const std::string& out, const std::string
                                        std::vector<std::string> more) {
   std::vector<std::string> a = {"train", "--task", "fashion-mnist", "--method", method, "--epochs", "1",
                                 "--batch-size", "32", "--data-dir", cli_test::tiny_fashion(), "--out", out,
-                                "--progress", "none", "--min-size", "0.001", "--group-size", "8"};
+                                "--progress", "none"};
+  if (method != "fp32") a.insert(a.end(), {"--min-size", "0.001"});  // options of the method only
+  if (method == "diffq") a.insert(a.end(), {"--group-size", "8"});
   a.insert(a.end(), more.begin(), more.end());
   return a;
 }

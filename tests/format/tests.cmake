@@ -8,6 +8,7 @@ add_executable(test_format
   ${CMAKE_CURRENT_LIST_DIR}/test_atomic_save.cpp
   ${CMAKE_CURRENT_LIST_DIR}/test_format_v1_fixture.cpp
   ${CMAKE_CURRENT_LIST_DIR}/test_format_v2.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/test_format_bounds.cpp
   ${CMAKE_CURRENT_LIST_DIR}/state_factory.cpp
   ${CMAKE_CURRENT_LIST_DIR}/v1_fixture.cpp
 )

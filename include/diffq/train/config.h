@@ -16,6 +16,9 @@
 namespace diffq {
 namespace train {
 
+/// The most intra-op threads a run or an evaluation may ask for.
+constexpr int kMaxThreads = 256;
+
 /// Where the data of the tasks come from.
 struct DataOptions {
   /// Fashion-MNIST directory (IDX .gz files).
@@ -63,7 +66,7 @@ struct TrainConfig {
   int64_t recalibrate = 0;
   /// Seed of everything: initialisation, data order, augmentation, noise.
   uint64_t seed = 0;
-  /// Intra-op threads (1 makes runs bit-reproducible).
+  /// Intra-op threads, 1..`kMaxThreads` (1 makes runs bit-reproducible).
   int threads = 1;
   /// Output directory (created). Empty: nothing is written, no checkpoint.
   std::string out_dir;
@@ -71,7 +74,7 @@ struct TrainConfig {
   bool resume = false;
   /// Start over even if `out_dir` holds a previous run.
   bool overwrite = false;
-  /// Checkpoint every this many steps (and at every epoch end); 0 = epoch ends only.
+  /// Checkpoint every this many steps, at least 1 (and at every epoch end).
   int64_t checkpoint_every = 200;
   /// Payload coding of the model file: "none", "zstd", "rans" or "auto".
   std::string coding = "auto";
@@ -100,7 +103,9 @@ TrainConfig config_from_json(const nlohmann::json& json, const TrainConfig& defa
 /// The part of `to_json` a checkpoint must match to be resumed (everything
 /// but the file coding; the method options restricted to those the method reads).
 nlohmann::json run_identity(const TrainConfig& config);
-/// Checks the options' ranges; throws `diffq::Error` naming the first bad one.
+/// Checks every option's range (the one place where run options are
+/// validated; the tool relies on it); throws `diffq::Error` naming the first
+/// bad one by its command-line flag, in plain words.
 void check_config(const TrainConfig& config);
 
 }  // namespace train

@@ -74,6 +74,9 @@ struct MethodInfo {
   std::string summary;
   /// Names of the `MethodOptions` fields it reads (recorded in metrics.json).
   std::vector<std::string> options;
+  /// Keys of `MethodOptions::extra` (`--opt key=value`) it reads; any other
+  /// key is refused.
+  std::vector<std::string> extra_options;
   /// Builds the quantizer; empty for the float baseline.
   std::function<std::unique_ptr<Quantizer>(const ModelRef&, const MethodOptions&, uint64_t seed)>
       make;
@@ -93,6 +96,10 @@ struct MethodInfo {
 const std::vector<MethodInfo>& methods();
 /// The method called `name`; throws `diffq::Error` listing the known ones.
 const MethodInfo& find_method(const std::string& name);
+/// Checks `options` for `method`: every number finite and in its range,
+/// every `extra` key one the method reads. Throws `diffq::Error` naming the
+/// first bad option by its command-line flag, in plain words.
+void check_method_options(const MethodInfo& method, const MethodOptions& options);
 /// The options a method reads, as JSON (for metrics.json and the run identity).
 nlohmann::json options_json(const MethodInfo& method, const MethodOptions& options);
 
