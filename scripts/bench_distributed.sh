@@ -15,7 +15,7 @@ OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 GLOBAL=64
 COMMON=(--model resnet20 --train-limit "$EXAMPLES" --test-limit 500 --epochs 1 --progress none
-        --checkpoint-every 0 --overwrite --seed 0)
+        --checkpoint-every 1000000 --overwrite --seed 0)
 rows=()
 for method in fp32 diffq; do
   "$D" train "${COMMON[@]}" --method "$method" --threads "$T" --batch-size "$GLOBAL" --out "$OUT/one_$method" >/dev/null
