@@ -121,14 +121,18 @@ std::vector<uint8_t> rans_encode(const uint16_t* values, size_t count, int bits)
   return out;
 }
 
+// The little-endian u32 at `pos` of a rANS stream of `size` bytes (`pos`
+// advanced); throws naming `what` when the stream is too short.
+static uint32_t read_stream_u32(const uint8_t* data, size_t size, size_t& pos, const char* what) {
+  DIFFQ_CHECK(size - pos >= 4, "rANS: truncated ", what, " at byte ", pos);
+  const uint32_t v = get_u32(data + pos);
+  pos += 4;
+  return v;
+}
+
 uint64_t rans_capacity(const uint8_t* data, size_t size, size_t& stream_size) {
   size_t pos = 0;
-  const auto read_u32 = [&](const char* what) {
-    DIFFQ_CHECK(size - pos >= 4, "rANS: truncated ", what, " at byte ", pos);
-    const uint32_t v = get_u32(data + pos);
-    pos += 4;
-    return v;
-  };
+  const auto read_u32 = [&](const char* what) { return read_stream_u32(data, size, pos, what); };
   const uint32_t scale_bits = read_u32("scale");
   DIFFQ_CHECK(scale_bits >= 12 && scale_bits <= 16, "rANS: scale ", scale_bits, " outside 12..16");
   read_u32("alphabet");
@@ -162,12 +166,7 @@ uint64_t rans_capacity(const uint8_t* data, size_t size, size_t& stream_size) {
 size_t rans_decode(const uint8_t* data, size_t size, size_t count, int bits, uint16_t* out) {
   DIFFQ_CHECK(bits >= 1 && bits <= 16, "rANS: bit-width ", bits, " outside 1..16");
   size_t pos = 0;
-  const auto read_u32 = [&](const char* what) {
-    DIFFQ_CHECK(size - pos >= 4, "rANS: truncated ", what, " at byte ", pos);
-    const uint32_t v = get_u32(data + pos);
-    pos += 4;
-    return v;
-  };
+  const auto read_u32 = [&](const char* what) { return read_stream_u32(data, size, pos, what); };
   const uint32_t scale_bits = read_u32("scale");
   DIFFQ_CHECK(scale_bits >= 12 && scale_bits <= 16, "rANS: scale ", scale_bits,
               " outside 12..16");
