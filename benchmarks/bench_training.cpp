@@ -4,7 +4,8 @@
 // itself with --child), so that peak memory (VmHWM) is measured per
 // configuration. Ratios are taken within one run of this program.
 //
-//   bench_training [--json FILE] [--steps N] [--threads T] [--rounds R]
+//   bench_training [--json FILE] [--steps N] [--threads T] [--rounds R] [--allocator kept|system]
+#include <diffq/allocator.h>
 #include <diffq/diffq.h>
 #include <diffq/quant_noise.h>
 #include "bench_models.h"
@@ -59,7 +60,9 @@ long current_rss_kib() {
 }
 
 // Runs one configuration and prints one JSON line.
-int child(const std::string& model_name, const std::string& method, int steps, int threads) {
+int child(const std::string& model_name, const std::string& method, int steps, int threads,
+          const std::string& allocator) {
+  if (allocator == "kept") diffq::keep_freed_memory();
   torch::set_num_threads(threads);
   torch::manual_seed(0);
   std::shared_ptr<torch::nn::Module> model;
@@ -158,12 +161,16 @@ int child(const std::string& model_name, const std::string& method, int steps, i
   return 0;
 }
 
+// The C library's allocator: "kept" (diffq::keep_freed_memory, as the
+// Trainer and the CLI run) or "system" (its default settings).
+std::string g_allocator = "kept";
+
 nlohmann::json run_child(const std::string& self, const std::string& model, const std::string& method,
                          int steps, int threads) {
   // OpenBLAS keeps its own thread pool: give it the same thread count.
   const std::string command = "OPENBLAS_NUM_THREADS=" + std::to_string(threads) + " '" + self +
                               "' --child " + model + " " + method + " " +
-                              std::to_string(steps) + " " + std::to_string(threads);
+                              std::to_string(steps) + " " + std::to_string(threads) + " " + g_allocator;
   FILE* pipe = popen(command.c_str(), "r");
   if (!pipe) throw std::runtime_error("cannot start child");
   std::string text;
@@ -178,7 +185,7 @@ nlohmann::json run_child(const std::string& self, const std::string& model, cons
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (!args.empty() && args[0] == "--child") {
-    return child(args.at(1), args.at(2), std::stoi(args.at(3)), std::stoi(args.at(4)));
+    return child(args.at(1), args.at(2), std::stoi(args.at(3)), std::stoi(args.at(4)), args.at(5));
   }
   std::string json_path = "bench_training.json";
   int steps = 10, rounds = 3;
@@ -190,12 +197,15 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--rounds", rounds, "rounds (each configuration keeps its fastest)")->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--allocator", g_allocator,
+                 "kept: freed memory kept for reuse (as the Trainer runs) | system: the C library's defaults")
+      ->capture_default_str()->check(CLI::IsMember({"kept", "system"}));
   CLI11_PARSE(app, argc, argv);
   char self[4096];
   const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   if (n <= 0) return 1;
   self[n] = 0;
-  nlohmann::json report = {{"threads", thread_counts}, {"steps", steps}, {"rounds", rounds},
+  nlohmann::json report = {{"threads", thread_counts}, {"steps", steps}, {"rounds", rounds}, {"allocator", g_allocator},
                             {"rows", nlohmann::json::array()}};
   std::printf("%-7s %-6s %-8s %10s %8s %10s %11s %14s %8s %12s\n", "threads", "model", "method", "step (ms)",
               "ratio", "CPU ratio", "floor ratio", "peak RSS (MiB)", "ratio", "above model");

@@ -1,6 +1,7 @@
 // DiffQ: pseudo quantization noise and learned per-group bit-widths.
 #include "diffq/diffq_quantizer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <torch/torch.h>
@@ -146,6 +147,7 @@ bool DiffQuantizer::fused(const torch::Tensor& w) const {
 }
 
 torch::Tensor DiffQuantizer::training_data(detail::Slot& slot) {
+  if (frozen_) return reuse(slot.forward_buffer, slot.latent).copy_(quantize(slot, slot.latent));
   const size_t index = index_of(slot);
   auto& state = noise_[index];
   const auto w = slot.latent.contiguous();
@@ -186,6 +188,7 @@ torch::Tensor DiffQuantizer::training_data(detail::Slot& slot) {
 }
 
 torch::Tensor DiffQuantizer::backward(detail::Slot& slot, const torch::Tensor& grad) {
+  if (frozen_) return grad;  // straight through to the latent weights; the logits learn no more
   const auto& state = noise_[index_of(slot)];
   const auto w = slot.latent.contiguous();
   const int64_t groups = groups_of(slot);
@@ -243,6 +246,7 @@ torch::Tensor DiffQuantizer::backward(detail::Slot& slot, const torch::Tensor& g
 }
 
 void DiffQuantizer::on_unused(detail::Slot& slot) {
+  if (frozen_) return;
   if (options_.check_unused() && slot.own.grad().defined()) slot.own.mutable_grad().zero_();
 }
 
@@ -251,13 +255,79 @@ torch::Tensor DiffQuantizer::true_bits(const detail::Slot& slot) const {
 }
 
 torch::Tensor DiffQuantizer::quantized_data(const detail::Slot& slot) const {
-  auto w32 = slot.tensor.detach().to(torch::kFloat32);
+  return quantize(slot, slot.tensor.detach());
+}
+
+torch::Tensor DiffQuantizer::quantize(const detail::Slot& slot, const torch::Tensor& w) const {
+  auto w32 = w.to(torch::kFloat32);
   const auto range = finite_range(w32, slot.name);
   auto tb = true_bits(slot).to(torch::kFloat32);
   auto denom = (torch::pow(2.0, tb) - 1).view({-1, 1});
   auto levels = uniform_levels(w32, denom, range.first, range.second);
   auto values = uniform_values(levels, denom, range.first, range.second);
-  return values.view(slot.tensor.sizes()).to(slot.tensor.scalar_type());
+  return values.view(w.sizes()).to(w.scalar_type());
+}
+
+void DiffQuantizer::freeze_bits() {
+  frozen_ = true;
+  for (auto& slot : slots_) slot.own.mutable_grad() = torch::Tensor();
+}
+
+double DiffQuantizer::soft_mean_bits() const {
+  double weighted = 0, count = 0;
+  for (const auto& slot : slots_) {
+    const double n = static_cast<double>(slot.tensor.numel());
+    weighted += (bits_of(slot).detach().to(torch::kFloat64).mean().item<double>() + options_.extra_bits()) * n;
+    count += n;
+  }
+  return count > 0 ? weighted / count : 0.0;
+}
+
+double DiffQuantizer::shift_bits_to(double target, Measure measure) {
+  DIFFQ_CHECK(std::isfinite(target) && target > 0, "the target must be a positive number, not ", target);
+  torch::NoGradGuard no_grad;
+  const auto& o = options_;
+  std::vector<torch::Tensor> start;
+  for (const auto& slot : slots_) start.push_back(slot.own.detach().clone());
+  // The logit below which a group's true bits are at most `cap`.
+  const auto cap_logit = [&](double cap) {
+    const double b = std::min(cap + 0.49 - o.extra_bits(), o.max_bits());
+    if (o.param() == Parametrization::kBits) return logit(std::clamp((b - o.min_bits()) / (o.max_bits() - o.min_bits()), 1e-12, 1 - 1e-12));
+    const double ln_min = -std::log(std::pow(2.0, o.max_bits()) - 1.0);
+    const double ln_max = -std::log(std::pow(2.0, o.min_bits()) - 1.0);
+    const double ln_s = -std::log(std::pow(2.0, b) - 1.0);
+    return logit(std::clamp((ln_s - ln_max) / (ln_min - ln_max), 1e-12, 1 - 1e-12));
+  };
+  const auto measure_at = [&](double shift, double cap) {
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      slots_[i].own.detach().copy_((start[i] + shift).clamp_max(cap_logit(cap)));
+    }
+    return measure == Measure::kMeanBits ? mean_bits() : true_model_size();
+  };
+  // Every logit at -40 puts every group at min_bits (the sigmoid saturates).
+  const double floor = measure_at(-40.0, o.max_bits());
+  DIFFQ_CHECK(floor <= target, "the target ", target, measure == Measure::kMeanBits ? " bits" : " MiB",
+              " is below what every group at min_bits gives (", floor, "); lower --min-bits or raise the target");
+  // The size jumps where the widest group gains a bit (every group's stored
+  // bit-width widens): for each cap on the bits, the largest shift within
+  // the target; the best of them.
+  double best = -1, best_shift = -40.0, best_cap = o.max_bits();
+  for (double cap = o.min_bits(); cap <= o.max_bits() + o.extra_bits(); cap += 1) {
+    double low = -40.0, high = 40.0;
+    if (measure_at(low, cap) > target) continue;
+    if (measure_at(high, cap) <= target) {
+      low = high;
+    } else {
+      while (high - low > 1e-6) {
+        const double mid = 0.5 * (low + high);
+        (measure_at(mid, cap) <= target ? low : high) = mid;
+      }
+    }
+    const double m = measure_at(low, cap);
+    if (m > best) best = m, best_shift = low, best_cap = cap;
+  }
+  measure_at(best_shift, best_cap);
+  return best_shift;
 }
 
 TensorRecord DiffQuantizer::quantized_record(const detail::Slot& slot) const {
@@ -278,6 +348,7 @@ TensorRecord DiffQuantizer::quantized_record(const detail::Slot& slot) const {
 }
 
 torch::Tensor DiffQuantizer::model_size() const {
+  if (frozen_) return torch::full({}, true_model_size(), torch::kFloat64);
   const auto& o = options_;
   torch::Tensor total = torch::zeros({}, torch::kFloat64);
   bool first = true;

@@ -48,6 +48,16 @@ void add_method_flags(CLI::App* tr, TrainFlags& f) {
       ->capture_default_str()->check(CLI::IsMember({"bits", "noise"}));
   tr->add_option("--noise", mo.noise, "diffq: gaussian | uniform")
       ->capture_default_str()->check(CLI::IsMember({"gaussian", "uniform"}));
+  tr->add_option("--target-mib", mo.target_mib,
+                 "diffq: end at this true size in MiB; λ (--penalty is its start) adapts during training")
+      ->capture_default_str();
+  tr->add_option("--target-bits", mo.target_bits,
+                 "diffq: end at this mean bit-width of the quantized weights (instead of --target-mib)")
+      ->capture_default_str();
+  tr->add_option("--frozen-fraction", mo.frozen_fraction,
+                 "diffq: last fraction of the steps trained on the true quantized weights, bits frozen "
+                 "(straight-through)")
+      ->capture_default_str();
   tr->add_option("--min-size", mo.min_size, "tensors of at most min_size MB (floor(min_size*2^20/4) elements) stay float")
       ->capture_default_str();
   tr->add_flag("--float16", mo.float16, "store the float leftovers as float16");
@@ -55,7 +65,8 @@ void add_method_flags(CLI::App* tr, TrainFlags& f) {
   tr->add_option("--opt", f.extra, "method-specific option key=value (repeatable)");
   f.bits_lr = tr->get_option("--bits-lr");
   for (const auto& field : {"bits", "penalty", "group_size", "bits_lr", "min_bits", "max_bits", "init_bits",
-                            "extra_bits", "param", "noise", "min_size", "float16", "exclude"}) {
+                            "extra_bits", "param", "noise", "target_mib", "target_bits", "frozen_fraction", "min_size",
+                            "float16", "exclude"}) {
     std::string flag = std::string("--") + field;
     std::replace(flag.begin(), flag.end(), '_', '-');
     f.method_flags.emplace_back(tr->get_option(flag), field);

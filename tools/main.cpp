@@ -1,11 +1,15 @@
 // The `diffq` executable.
 #include <iostream>
 
+#include <diffq/allocator.h>
+
 #include "cli.h"
 #include "signals.h"
 
 int main(int argc, char** argv) {
   diffq::cli::install_signal_handlers();
+  // Evaluation, compression and training all reuse large buffers.
+  diffq::keep_freed_memory();
   std::vector<std::string> args(argv + 1, argv + argc);
   return diffq::cli::run(args, std::cout, std::cerr);
 }

@@ -84,6 +84,34 @@ class DiffQuantizer : public Quantizer {
   torch::Tensor bits_of(const detail::Slot& slot) const;
   /// The options in use.
   const DiffQOptions& options() const { return options_; }
+  /// Mean of the fractional bit-widths (extra bits included) over the
+  /// quantized weights: the smooth counterpart of `mean_bits()`.
+  double soft_mean_bits() const;
+
+  /// Freezes the bits: from the next training step on, the model trains on
+  /// its TRUE quantized weights (each group at its rounded bits) with a
+  /// straight-through gradient to the latent weights, the logits get no
+  /// gradient and `model_size()` is a constant. Idempotent; there is no
+  /// unfreezing (a new quantizer starts over).
+  void freeze_bits();
+  /// True once `freeze_bits()` was called.
+  bool bits_frozen() const { return frozen_; }
+  /// How a target is measured by `shift_bits_to`.
+  enum class Measure {
+    /// `true_model_size()`, MiB.
+    kTrueSizeMiB,
+    /// `mean_bits()`.
+    kMeanBits,
+  };
+  /// Moves the bits onto `target` from below: adds one constant to every
+  /// logit and caps the bits at a whole number, choosing, over the caps,
+  /// the largest constant (within 1e-6) for which the measure is at most
+  /// `target` and, of those, the cap that comes closest. The learned
+  /// ranking of the groups is kept (ties at the cap aside); the cap matters
+  /// because the size jumps when the widest group gains a bit (every
+  /// group's stored bit-width widens). Returns the constant. Throws
+  /// `diffq::Error` when even every group at `min_bits` exceeds the target.
+  double shift_bits_to(double target, Measure measure);
 
  protected:
   torch::Tensor training_data(detail::Slot& slot) override;
@@ -115,8 +143,11 @@ class DiffQuantizer : public Quantizer {
     /// in the forward, read by the backward).
     torch::Tensor scale;
   };
+  /// True quantized values of `w` (the slot's latent or current data).
+  torch::Tensor quantize(const detail::Slot& slot, const torch::Tensor& w) const;
   DiffQOptions options_;
   std::vector<NoiseState> noise_;
+  bool frozen_ = false;
 };
 
 }  // namespace diffq

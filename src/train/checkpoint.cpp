@@ -38,6 +38,7 @@ void Trainer::save_checkpoint(const std::string& path, const nlohmann::json& ext
   torch::serialize::OutputArchive a;
   a.write("extra", string_tensor(extra.dump()));
   a.write("global_step", torch::tensor({global_step_}, torch::kInt64));
+  a.write("size_penalty", torch::tensor({lambda_}, torch::kFloat64));
   for (const auto& p : model_.ref.parameters()) a.write("model." + p.name, p.tensor.detach());
   for (const auto& b : model_.ref.buffers()) a.write("buffer." + b.name, b.tensor.detach());
   if (quantizer_) {
@@ -69,6 +70,11 @@ nlohmann::json Trainer::load_checkpoint(const std::string& path) {
     // The quantizer's stream first, on the weights it started from (what it
     // cached from them, such as Quant-Noise's ranges, matches the original run).
     resume_at(read_tensor(a, "global_step").item<int64_t>());
+    torch::Tensor lambda;
+    if (a.try_read("size_penalty", lambda)) {
+      lambda_ = lambda.item<double>();
+      if (size_target_) size_target_->set_lambda(lambda_);
+    }
     torch::NoGradGuard no_grad;
     for (auto& p : model_.ref.parameters()) p.tensor.copy_(read_tensor(a, "model." + p.name));
     for (auto& b : model_.ref.buffers()) b.tensor.copy_(read_tensor(a, "buffer." + b.name));

@@ -214,6 +214,7 @@ class Run {
     line["mean_bits"] = trainer_.mean_bits();
     line["true_mib"] = trainer_.quantizer() ? trainer_.quantizer()->true_model_size()
                                             : double(count_parameters(model_.handle.ref)) * 4 / 1048576.0;
+    if (trainer_.method().penalized) line["penalty"] = trainer_.size_penalty();
     line["train_seconds"] = train_seconds_;
     progress_.end_epoch(line);
     dir_.append_log(line);
@@ -281,6 +282,7 @@ class Run {
               {"model_file", dir_.writes() ? dir_.model() : ""}});
     m["options"] = metrics_options(config_, data_.lm);
     m["recalibrated_layers"] = recalibrated;
+    if (trainer_.method().penalized) m["final_penalty"] = trainer_.size_penalty();
     m["world_size"] = comm_->world_size();
     if (parallel_) {
       m["global_batch_size"] = plan_.global_batch();

@@ -7,6 +7,7 @@
 
 #include <torch/torch.h>
 
+#include "diffq/allocator.h"
 #include "diffq/diffq_quantizer.h"
 #include "diffq/error.h"
 #include "diffq/train/experiment.h"
@@ -63,6 +64,7 @@ Trainer::Trainer(ModelHandle model, TrainerOptions options)
   DIFFQ_CHECK(options_.lr() > 0, "the learning rate must be positive, not ", options_.lr());
   DIFFQ_CHECK(options_.clip() >= 0, "the clipping norm must be >= 0, not ", options_.clip());
   if (!options_.loss()) options_.loss(task_loss);
+  if (options_.keep_freed_memory()) keep_freed_memory();
   auto& mo = options_.method_options();
   if (mo.bits_lr <= 0) mo.bits_lr = method_->default_own_lr(options_.lr());
   parameters_ = distinct_parameters(model_.ref);
@@ -75,6 +77,8 @@ Trainer::Trainer(ModelHandle model, TrainerOptions options)
     for (const auto& t : quantizer_->parameters()) parameters_.push_back(t);
   }
   strategy_ = std::make_unique<SinglePassStep>();
+  lambda_ = mo.penalty;
+  init_size_target();
 }
 
 Trainer::~Trainer() = default;
@@ -92,7 +96,7 @@ torch::Tensor Trainer::loss(const torch::Tensor& outputs, const torch::Tensor& t
 
 torch::Tensor Trainer::penalty() const {
   if (!method_->penalized || !quantizer_) return {};
-  return options_.method_options().penalty * quantizer_->model_size();
+  return lambda_ * quantizer_->model_size();
 }
 
 double Trainer::learning_rate() const {
@@ -107,6 +111,7 @@ StepResult Trainer::step(const Batch& batch) {
   batch_share_ = batch.share;
   model_.set_training(true);
   set_lr(*optimizer_, learning_rate());
+  freeze_bits_if_due(/*shift=*/true);
   optimizer_->zero_grad();
   if (own_optimizer_) own_optimizer_->zero_grad();
   StepResult result = strategy_->compute_gradients(*this, batch);
@@ -117,9 +122,11 @@ StepResult Trainer::step(const Batch& batch) {
     std::vector<torch::Tensor> weights(parameters_.begin(), parameters_.begin() + long(model_parameter_count_));
     torch::nn::utils::clip_grad_norm_(weights, options_.clip());
   }
+  update_size_penalty();
   optimizer_->step();
-  if (own_optimizer_) own_optimizer_->step();
+  if (own_optimizer_ && !bits_frozen()) own_optimizer_->step();
   ++global_step_;
+  freeze_bits_if_due(/*shift=*/true);  // after the last step in target-size mode
   return result;
 }
 
@@ -148,6 +155,7 @@ void Trainer::resume_at(int64_t global_step) {
   } else {
     quantizer_->set_steps(global_step);
   }
+  freeze_bits_if_due(/*shift=*/false);  // the checkpoint holds the shifted bits
 }
 
 double Trainer::mean_bits() const {

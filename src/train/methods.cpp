@@ -38,6 +38,9 @@ void for_each_field(Options& o, Visit&& visit) {
   visit("extra_bits", o.extra_bits);
   visit("param", o.param);
   visit("noise", o.noise);
+  visit("target_mib", o.target_mib);
+  visit("target_bits", o.target_bits);
+  visit("frozen_fraction", o.frozen_fraction);
   visit("min_size", o.min_size);
   visit("float16", o.float16);
   visit("exclude", o.exclude);
@@ -79,7 +82,8 @@ MethodInfo lsq_method() {
 MethodInfo diffq_method() {
   auto m = method("diffq", "DiffQ: pseudo quantization noise, learned bits per group, size penalty --penalty",
                   with_discovery({"penalty", "group_size", "bits_lr", "min_bits", "max_bits", "init_bits",
-                                  "extra_bits", "param", "noise"}));
+                                  "extra_bits", "param", "noise", "target_mib", "target_bits", "frozen_fraction"}));
+  m.extra_options = {"target_rate", "target_warmup"};
   m.penalized = true;  // its noise is a function of the step: set_steps() on resume
   m.default_own_lr = [](double) { return 1e-2; };
   m.make = [](const ModelRef& model, const MethodOptions& o, uint64_t seed) {
@@ -198,6 +202,21 @@ void check_method_options(const MethodInfo& method, const MethodOptions& o) {
     finite(b.first, b.second);
     DIFFQ_CHECK(b.second >= 0 && b.second <= 16, b.first, " must be between 0 and 16, not ", b.second);
   }
+  finite("--target-mib", o.target_mib);
+  finite("--target-bits", o.target_bits);
+  DIFFQ_CHECK(o.target_mib >= 0, "--target-mib must be zero (off) or a positive size, not ", o.target_mib);
+  DIFFQ_CHECK(o.target_bits >= 0, "--target-bits must be zero (off) or a positive mean bit-width, not ",
+              o.target_bits);
+  DIFFQ_CHECK(!(o.target_mib > 0 && o.target_bits > 0), "--target-mib and --target-bits exclude each other");
+  DIFFQ_CHECK(o.target_bits == 0 || (o.target_bits >= o.min_bits && o.target_bits <= o.max_bits + o.extra_bits),
+              "--target-bits must lie between --min-bits and --max-bits (", o.min_bits, "..", o.max_bits, "), not ",
+              o.target_bits);
+  finite("--frozen-fraction", o.frozen_fraction);
+  DIFFQ_CHECK(o.frozen_fraction >= 0 && o.frozen_fraction < 1, "--frozen-fraction must be in [0, 1), not ",
+              o.frozen_fraction);
+  DIFFQ_CHECK(o.number("target_rate", 0.05) > 0, "--opt target_rate must be positive");
+  const double warm = o.number("target_warmup", 0.3);
+  DIFFQ_CHECK(warm >= 0 && warm <= 1, "--opt target_warmup must be a fraction of the steps in [0, 1], not ", warm);
   finite("--min-size", o.min_size);
   DIFFQ_CHECK(o.min_size >= 0, "--min-size must be zero or positive, not ", o.min_size);
   parse_parametrization(o.param);

@@ -28,6 +28,7 @@
 #include "diffq/quantizer.h"
 #include "diffq/train/methods.h"
 #include "diffq/train/model_handle.h"
+#include "diffq/train/size_target.h"
 #include "diffq/train/trainer_options.h"
 
 namespace diffq {
@@ -127,6 +128,16 @@ class Trainer {
   torch::Tensor loss(const torch::Tensor& outputs, const torch::Tensor& targets) const;
   /// λ · model size (MiB) for penalised methods; undefined otherwise.
   torch::Tensor penalty() const;
+  /// The current λ: the method options' `penalty`, or the Lagrange
+  /// multiplier of target-size mode.
+  double size_penalty() const { return lambda_; }
+  /// The controller of target-size mode (`target_mib` / `target_bits`);
+  /// null otherwise or before the first step.
+  const SizeController* size_controller() const { return size_target_.get(); }
+  /// The step from which DiffQ's bits are frozen (`frozen_fraction`, and
+  /// the end of training in target-size mode); -1 when they never are.
+  /// Needs the total steps.
+  int64_t freeze_step() const;
 
   /// How many of `parameters()` (the last ones) are the quantizer's own.
   size_t quantizer_parameter_count() const { return parameters_.size() - model_parameter_count_; }
@@ -168,8 +179,20 @@ class Trainer {
   std::vector<GradientHook> hooks_;
   std::vector<torch::Tensor> parameters_;
   size_t model_parameter_count_ = 0;
+  /// Target-size mode: freezes (and, with a target, shifts) DiffQ's bits
+  /// when the freeze step is reached; updates λ after a step.
+  void init_size_target();
+  void freeze_bits_if_due(bool shift);
+  void update_size_penalty();
+  /// The measure the target constrains (MiB or mean bits; smooth or true).
+  double target_measure(bool smooth) const;
+  bool bits_frozen() const;
   int64_t global_step_ = 0;
   double batch_share_ = 1.0;
+  double lambda_ = 0.0;
+  /// The target measure at step 0 (the reference's start); 0 without target.
+  double target_start_ = 0.0;
+  std::unique_ptr<SizeController> size_target_;
   mutable double static_mean_bits_ = -1;
 };
 

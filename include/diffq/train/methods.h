@@ -44,6 +44,18 @@ struct MethodOptions {
   std::string param = parametrization_name(DiffQOptions().param());
   /// diffq: "gaussian" or "uniform" noise (`noise_kind_name`).
   std::string noise = noise_kind_name(DiffQOptions().noise());
+  /// diffq: end at this true size in MiB (0 = off): λ (`penalty`, the
+  /// starting value) becomes a Lagrange multiplier (`SizeController`), and
+  /// the bits are shifted onto the target when they are frozen (or after
+  /// the last step). Options `--opt target_rate=` (default 0.05) and
+  /// `target_warmup=` (fraction of the steps, default 0.3).
+  double target_mib = 0.0;
+  /// diffq: the same with a target mean bit-width over the quantized
+  /// weights (0 = off; exclusive with `target_mib`).
+  double target_bits = 0.0;
+  /// diffq: the last fraction of the steps trains on the TRUE quantized
+  /// weights with the bits frozen (straight-through), in [0, 1).
+  double frozen_fraction = 0.0;
   /// Discovery: tensors of at most floor(min_size·2^20/4) elements stay float.
   double min_size = DiscoveryOptions().min_size();
   /// Discovery: store the float leftovers as float16.

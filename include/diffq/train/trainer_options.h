@@ -51,6 +51,10 @@ struct TrainerOptions {
   TORCH_ARG(uint64_t, seed) = 0;
   /// The task loss (default: cross-entropy over the last dimension).
   TORCH_ARG(LossFunction, loss) = nullptr;
+  /// Calls `diffq::keep_freed_memory()` (process-wide: the allocator keeps
+  /// freed blocks for the next step instead of mapping them again; several
+  /// times faster steps on large activations, same peak memory).
+  TORCH_ARG(bool, keep_freed_memory) = true;
 };
 
 }  // namespace train
