@@ -283,6 +283,18 @@ double DiffQuantizer::soft_mean_bits() const {
   return count > 0 ? weighted / count : 0.0;
 }
 
+double DiffQuantizer::smallest(Measure measure) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> start;
+  for (auto& slot : slots_) {
+    start.push_back(slot.own.detach().clone());
+    slot.own.detach().fill_(-40.0);  // every group at min_bits (the sigmoid saturates)
+  }
+  const double m = measure == Measure::kMeanBits ? mean_bits() : true_model_size();
+  for (size_t i = 0; i < slots_.size(); ++i) slots_[i].own.detach().copy_(start[i]);
+  return m;
+}
+
 double DiffQuantizer::shift_bits_to(double target, Measure measure) {
   DIFFQ_CHECK(std::isfinite(target) && target > 0, "the target must be a positive number, not ", target);
   torch::NoGradGuard no_grad;
@@ -304,8 +316,7 @@ double DiffQuantizer::shift_bits_to(double target, Measure measure) {
     }
     return measure == Measure::kMeanBits ? mean_bits() : true_model_size();
   };
-  // Every logit at -40 puts every group at min_bits (the sigmoid saturates).
-  const double floor = measure_at(-40.0, o.max_bits());
+  const double floor = smallest(measure);
   DIFFQ_CHECK(floor <= target, "the target ", target, measure == Measure::kMeanBits ? " bits" : " MiB",
               " is below what every group at min_bits gives (", floor, "); lower --min-bits or raise the target");
   // The size jumps where the widest group gains a bit (every group's stored

@@ -112,6 +112,9 @@ class DiffQuantizer : public Quantizer {
   /// group's stored bit-width widens). Returns the constant. Throws
   /// `diffq::Error` when even every group at `min_bits` exceeds the target.
   double shift_bits_to(double target, Measure measure);
+  /// The measure with every group at `min_bits`: the smallest target
+  /// `shift_bits_to` accepts. The logits are left as they were.
+  double smallest(Measure measure);
 
  protected:
   torch::Tensor training_data(detail::Slot& slot) override;

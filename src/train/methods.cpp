@@ -162,6 +162,11 @@ const MethodInfo& find_method(const std::string& name) {
   throw Error("unknown method '" + name + "' (one of: " + known + ")");
 }
 
+double MethodOptions::effective_frozen_fraction() const {
+  if (frozen_fraction >= 0) return frozen_fraction;
+  return target_mib > 0 || target_bits > 0 ? kTargetFrozenFraction : 0.0;
+}
+
 DiscoveryOptions MethodOptions::discovery() const {
   return DiscoveryOptions().min_size(min_size).float16(float16).exclude(exclude);
 }
@@ -212,8 +217,9 @@ void check_method_options(const MethodInfo& method, const MethodOptions& o) {
               "--target-bits must lie between --min-bits and --max-bits (", o.min_bits, "..", o.max_bits, "), not ",
               o.target_bits);
   finite("--frozen-fraction", o.frozen_fraction);
-  DIFFQ_CHECK(o.frozen_fraction >= 0 && o.frozen_fraction < 1, "--frozen-fraction must be in [0, 1), not ",
-              o.frozen_fraction);
+  DIFFQ_CHECK((o.frozen_fraction >= 0 && o.frozen_fraction < 1) || o.frozen_fraction == -1,
+              "--frozen-fraction must be in [0, 1) (or -1: ", kTargetFrozenFraction,
+              " with a target, 0 without), not ", o.frozen_fraction);
   DIFFQ_CHECK(o.number("target_rate", 0.05) > 0, "--opt target_rate must be positive");
   const double warm = o.number("target_warmup", 0.3);
   DIFFQ_CHECK(warm >= 0 && warm <= 1, "--opt target_warmup must be a fraction of the steps in [0, 1], not ", warm);

@@ -19,10 +19,18 @@ bool has_target(const MethodOptions& o) { return o.target_mib > 0 || o.target_bi
 
 void Trainer::init_size_target() {
   const auto& mo = options_.method_options();
-  if (!has_target(mo) && mo.frozen_fraction == 0) return;
+  if (mo.effective_frozen_fraction() == 0 && !has_target(mo)) return;
   DIFFQ_CHECK(dynamic_cast<DiffQuantizer*>(quantizer_.get()) != nullptr,
               "a target size and frozen bits need --method diffq, not ", method_->name);
-  if (has_target(mo)) target_start_ = target_measure(/*smooth=*/true);
+  if (!has_target(mo)) return;
+  target_start_ = target_measure(/*smooth=*/true);
+  // Refused now rather than after training, where the bits are shifted.
+  auto& d = dynamic_cast<DiffQuantizer&>(*quantizer_);
+  const bool mib = mo.target_mib > 0;
+  const double floor = d.smallest(mib ? DiffQuantizer::Measure::kTrueSizeMiB : DiffQuantizer::Measure::kMeanBits);
+  DIFFQ_CHECK(floor <= (mib ? mo.target_mib : mo.target_bits), "the target ", mib ? mo.target_mib : mo.target_bits,
+              mib ? " MiB" : " bits", " is below what every group at min_bits gives (", floor,
+              "); lower --min-bits or raise the target");
 }
 
 bool Trainer::bits_frozen() const {
@@ -41,8 +49,9 @@ double Trainer::target_measure(bool smooth) const {
 int64_t Trainer::freeze_step() const {
   const auto& mo = options_.method_options();
   const int64_t total = options_.total_steps();
-  if (total <= 0 || (!has_target(mo) && mo.frozen_fraction == 0)) return -1;
-  return total - std::llround(mo.frozen_fraction * double(total));
+  const double fraction = mo.effective_frozen_fraction();
+  if (total <= 0 || (!has_target(mo) && fraction == 0)) return -1;
+  return total - std::llround(fraction * double(total));
 }
 
 void Trainer::freeze_bits_if_due(bool shift) {

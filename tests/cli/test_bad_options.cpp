@@ -7,6 +7,7 @@
 
 #include <filesystem>
 
+#include "diffq/number_text.h"
 #include "test_util_cli.h"
 #include "test_util_process.h"
 
@@ -57,6 +58,11 @@ TEST(BadOptions, TrainingOptionsAreCheckedInPlainWords) {
       {{"--method", "fp32", "--recalibrate", "-1"}, "--recalibrate must be zero or a positive number of batches"},
       {{"--method", "fp32", "--threads", "0"}, "--threads must be between 1 and 256"},
       {{"--method", "fp32", "--lr", "0"}, "--lr must be positive"},
+      {{"--method", "qat", "--bits", "4", "--target-mib", "0.1"}, "--target-mib does not apply to --method qat"},
+      {{"--method", "diffq", "--target-mib", "0.1", "--target-bits", "3"}, "exclude each other"},
+      {{"--method", "diffq", "--target-bits", "1"}, "--target-bits must lie between --min-bits and --max-bits"},
+      {{"--method", "diffq", "--frozen-fraction", "1"}, "--frozen-fraction must be in [0, 1)"},
+      {{"--method", "diffq", "--target-mib", "1e-9"}, "is below what every group at min_bits gives"},
   };
   for (const auto& c : cases) {
     auto args = tiny(out, c.first);
@@ -74,6 +80,24 @@ TEST(BadOptions, LargeSeedIsRecordedExactly) {
   const auto r = run(tiny(out, {"--method", "fp32", "--seed", "18446744073709551615", "--json"}));
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(nlohmann::json::parse(r.out)["seed"].get<uint64_t>(), 18446744073709551615ull);
+}
+
+// Target-size mode through the CLI: the run ends at the size asked for, and
+// metrics.json records the final λ.
+TEST(TargetSize, TrainEndsAtTheSizeAskedFor) {
+  const auto dir = temp_dir("target");
+  // The target: the true size of QAT at 3 bits of the same model.
+  const auto q = run(tiny(dir + "/qat3", {"--method", "qat", "--bits", "3", "--min-size", "0", "--json"}));
+  ASSERT_EQ(q.status, 0) << q.err;
+  const double target = nlohmann::json::parse(q.out)["true_mib"].get<double>();
+  const auto r = run(tiny(dir + "/diffq", {"--method", "diffq", "--group-size", "2", "--min-size", "0",
+                                           "--target-mib", diffq::format_number(target), "--json"}));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto m = nlohmann::json::parse(r.out);
+  EXPECT_LE(m["true_mib"].get<double>(), target);
+  EXPECT_GE(m["true_mib"].get<double>(), 0.98 * target);
+  EXPECT_TRUE(m.contains("final_penalty"));
+  EXPECT_EQ(m["options"]["target_mib"].get<double>(), target);
 }
 
 // `compress` never writes over its own input; a broken TorchScript file is

@@ -220,6 +220,7 @@ TEST(TrainerTarget, EndsAtTheSizeAskedForAndTheControllerGetsThereAlone) {
   // Without the final shift (frozen_fraction 0 shifts after the last step),
   // the controller alone must already be near the target.
   auto m = diffq_options();
+  m.frozen_fraction = 0;
   auto net = make_net(7);
   DiffQuantizer probe(*net, DiffQOptions().group_size(4).init_bits(3).discovery(DiscoveryOptions().min_size(0)));
   m.target_mib = probe.true_model_size();
@@ -263,6 +264,20 @@ TEST(TrainerTarget, CheckpointAcrossTheFreezeResumesBitIdentically) {
   std::filesystem::remove(path);
 }
 
+TEST(TrainerTarget, DefaultFreezesTheLastQuarterWithATargetOnly) {
+  auto m = diffq_options();
+  EXPECT_EQ(m.effective_frozen_fraction(), 0.0);
+  EXPECT_EQ(Trainer(make_net(1), TrainerOptions().method("diffq").method_options(m).total_steps(100)).freeze_step(),
+            -1);
+  m.target_bits = 3;
+  EXPECT_EQ(m.effective_frozen_fraction(), kTargetFrozenFraction);
+  EXPECT_EQ(Trainer(make_net(1), TrainerOptions().method("diffq").method_options(m).total_steps(100)).freeze_step(),
+            75);
+  m.frozen_fraction = 0;
+  EXPECT_EQ(Trainer(make_net(1), TrainerOptions().method("diffq").method_options(m).total_steps(100)).freeze_step(),
+            100);  // the shift after the last step
+}
+
 TEST(TrainerTarget, RefusedWhereItCannotApply) {
   auto m = diffq_options();
   m.target_bits = 3;
@@ -275,4 +290,15 @@ TEST(TrainerTarget, RefusedWhereItCannotApply) {
   m.target_bits = 3;
   m.frozen_fraction = 1;
   EXPECT_THROW(check_method_options(find_method("diffq"), m), Error);
+}
+
+TEST(TrainerTarget, AnImpossibleTargetIsRefusedBeforeTraining) {
+  auto m = diffq_options();
+  m.target_mib = 1e-9;
+  try {
+    Trainer trainer(make_net(1), TrainerOptions().method("diffq").method_options(m));
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("below what every group at min_bits gives"), std::string::npos) << e.what();
+  }
 }

@@ -20,6 +20,11 @@
 namespace diffq {
 namespace train {
 
+/// The frozen fraction of target-size mode unless told otherwise: measured
+/// on the spec's CNN (docs/results/README.md, 3 seeds), it lifts DiffQ at
+/// the 2-bit size by 1.0 pt and leaves the 3- and 4-bit sizes unchanged.
+constexpr double kTargetFrozenFraction = 0.25;
+
 /// Options of every method (each method reads the ones it lists). The
 /// defaults are those of the quantizers' own options structs.
 struct MethodOptions {
@@ -54,8 +59,9 @@ struct MethodOptions {
   /// weights (0 = off; exclusive with `target_mib`).
   double target_bits = 0.0;
   /// diffq: the last fraction of the steps trains on the TRUE quantized
-  /// weights with the bits frozen (straight-through), in [0, 1).
-  double frozen_fraction = 0.0;
+  /// weights with the bits frozen (straight-through), in [0, 1); -1 (the
+  /// default) = `kTargetFrozenFraction` with a target, 0 without.
+  double frozen_fraction = -1.0;
   /// Discovery: tensors of at most floor(min_size·2^20/4) elements stay float.
   double min_size = DiscoveryOptions().min_size();
   /// Discovery: store the float leftovers as float16.
@@ -66,6 +72,8 @@ struct MethodOptions {
   /// later without new command-line flags).
   std::map<std::string, std::string> extra;
 
+  /// The frozen fraction in use (`frozen_fraction` with -1 resolved).
+  double effective_frozen_fraction() const;
   /// `extra[key]` as a number, or `fallback` when absent (throws when not a number).
   double number(const std::string& key, double fallback) const;
   /// The discovery options these fields describe.
