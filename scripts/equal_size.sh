@@ -47,22 +47,12 @@ for seed in $SEEDS; do
   add default_t4 "--method diffq --target-mib $Q4"
 done
 
-run_one() {
-  local name="${1%%|*}" args="${1#*|}"
-  local out="$RUNS/$name"
-  if [[ -f "$out/metrics.json" ]]; then echo "skip $name (done)"; return 0; fi
-  mkdir -p "$out"
-  echo "run  $name: diffq train $args"
-  # shellcheck disable=SC2086
-  if "$DIFFQ" train $BASE $args --out "$out" --resume > "$out/stdout.txt" 2> "$out/progress.txt"; then
-    echo "done $name"
-  else
-    echo "FAILED $name (see $out/progress.txt)"
-  fi
-  python3 scripts/seed_table.py "$RUNS" --md docs/results/equal_size.md --dat docs/results/equal_size.dat \
-    --title "CNN (width 2), full Fashion-MNIST, 3 epochs, batch 128, Adam 1e-3 cosine, one thread" || true
-}
+AFTER_RUN='python3 scripts/seed_table.py "$RUNS" --md docs/results/equal_size.md --dat docs/results/equal_size.dat \
+  --title "CNN (width 2), full Fashion-MNIST, 3 epochs, batch 128, Adam 1e-3 cosine, one thread"'
+# shellcheck source=run_grid.sh
+source scripts/run_grid.sh
 export -f run_one
-export RUNS DIFFQ BASE
+export RUNS DIFFQ BASE AFTER_RUN
 xargs -a "$jobs_file" -d '\n' -P "$JOBS" -I{} bash -c 'run_one "$@"' _ {}
 rm -f "$jobs_file"
+eval "$AFTER_RUN"

@@ -66,16 +66,8 @@ if [[ "$GRID" == all || "$GRID" == groups ]]; then
   add groups/fp32 "$CN --method fp32"
 fi
 
-run_one() {
-  local name="${1%%|*}" args="${1#*|}"
-  local out="$RUNS/$name"
-  if [[ -f "$out/metrics.json" ]]; then echo "skip $name (done)"; return 0; fi
-  mkdir -p "$out"
-  echo "run  $name: diffq train $args"
-  # shellcheck disable=SC2086
-  "$DIFFQ" train $args --out "$out" --resume > "$out/stdout.txt" 2> "$out/progress.txt" \
-    && echo "done $name" || echo "FAILED $name (see $out/progress.txt)"
-}
+# shellcheck source=run_grid.sh
+source scripts/run_grid.sh
 export -f run_one
 export RUNS DIFFQ
 xargs -a "$jobs_file" -d '\n' -P "$JOBS" -I{} bash -c 'run_one "$@"' _ {}

@@ -15,29 +15,13 @@
 #include "diffq/error.h"
 #include "diffq/train/size_target.h"
 #include "diffq/train/trainer.h"
+#include "tiny_net.h"
 
 using namespace diffq;
 using namespace diffq::train;
+using namespace train_test;
 
 namespace {
-
-struct NetImpl : torch::nn::Module {
-  torch::nn::Linear fc1{register_module("fc1", torch::nn::Linear(32, 64))};
-  torch::nn::Linear fc2{register_module("fc2", torch::nn::Linear(64, 4))};
-  torch::Tensor forward(torch::Tensor x) { return fc2(torch::relu(fc1(x))); }
-};
-TORCH_MODULE(Net);
-
-Net make_net(uint64_t seed) {
-  torch::manual_seed(seed);
-  return Net();
-}
-
-Batch batch_of(int64_t n, uint64_t seed) {
-  torch::manual_seed(seed);
-  auto x = torch::randn({n, 32});
-  return {x, x.slice(1, 0, 4).argmax(1)};
-}
 
 MethodOptions diffq_options() {
   MethodOptions m;
@@ -95,13 +79,13 @@ TEST(SizeController, SettlesASlowPlantWithinTwoPercent) {
 }
 
 TEST(DiffQShift, LandsOnTheTargetFromBelowAndKeepsTheRanking) {
-  auto net = make_net(1);
+  auto net = make_tiny(1);
   DiffQuantizer q(*net, DiffQOptions().group_size(4).discovery(DiscoveryOptions().min_size(0)));
   scatter_logits(q, 2);
   const auto before = q.bits("fc1.weight");
   const double floor_mib = [&] {
     // Every group at min_bits.
-    auto other = make_net(1);
+    auto other = make_tiny(1);
     DiffQuantizer probe(*other, DiffQOptions().group_size(4).init_bits(2.0001).discovery(DiscoveryOptions().min_size(0)));
     return probe.true_model_size();
   }();
@@ -127,7 +111,7 @@ TEST(DiffQShift, LandsOnTheTargetFromBelowAndKeepsTheRanking) {
 }
 
 TEST(DiffQFrozen, TrainsOnTheTrueQuantizedWeightsStraightThrough) {
-  auto net = make_net(3);
+  auto net = make_tiny(3);
   DiffQuantizer q(*net, DiffQOptions().group_size(4).discovery(DiscoveryOptions().min_size(0)));
   scatter_logits(q, 4);
   q.freeze_bits();
@@ -135,9 +119,9 @@ TEST(DiffQFrozen, TrainsOnTheTrueQuantizedWeightsStraightThrough) {
   const auto size = q.model_size();
   EXPECT_FALSE(size.requires_grad());
   EXPECT_DOUBLE_EQ(size.item<double>(), q.true_model_size());
-  auto batch = batch_of(8, 5);
+  auto batch = tiny_batch(8, 5);
   // The reference: a copy of the network holding the true quantized weights.
-  auto copy = make_net(3);
+  auto copy = make_tiny(3);
   {
     auto scope = q.quantized_evaluation();
     torch::NoGradGuard no_grad;
@@ -166,7 +150,7 @@ TEST(DiffQFrozen, TrainsOnTheTrueQuantizedWeightsStraightThrough) {
 }
 
 TEST(DiffQFrozen, FrozenFractionFreezesTheLogitsNotTheWeights) {
-  auto net = make_net(6);
+  auto net = make_tiny(6);
   Trainer trainer(net, TrainerOptions().method("diffq").method_options([] {
     auto m = diffq_options();
     m.frozen_fraction = 0.5;
@@ -180,7 +164,7 @@ TEST(DiffQFrozen, FrozenFractionFreezesTheLogitsNotTheWeights) {
       for (const auto& l : trainer.quantizer()->parameters()) logits_at_freeze.push_back(l.detach().clone());
       weights_at_freeze = net->fc1->weight.detach().clone();
     }
-    trainer.step(batch_of(16, 100 + i));
+    trainer.step(tiny_batch(16, 100 + i));
   }
   const auto logits = trainer.quantizer()->parameters();
   for (size_t i = 0; i < logits.size(); ++i) EXPECT_TRUE(torch::equal(logits[i], logits_at_freeze[i]));
@@ -196,9 +180,9 @@ struct TargetRun {
 };
 
 TargetRun train_to(const MethodOptions& m, int64_t steps) {
-  auto net = make_net(7);
+  auto net = make_tiny(7);
   Trainer trainer(net, TrainerOptions().method("diffq").method_options(m).total_steps(steps).seed(2));
-  for (int64_t i = 0; i < steps; ++i) trainer.step(batch_of(32, 1000 + i));
+  for (int64_t i = 0; i < steps; ++i) trainer.step(tiny_batch(32, 1000 + i));
   auto* d = dynamic_cast<DiffQuantizer*>(trainer.quantizer());
   EXPECT_TRUE(d->bits_frozen()) << "the bits are frozen after the last step in target mode";
   return {d->true_model_size(), d->mean_bits(), trainer.size_penalty()};
@@ -221,17 +205,17 @@ TEST(TrainerTarget, EndsAtTheSizeAskedForAndTheControllerGetsThereAlone) {
   // the controller alone must already be near the target.
   auto m = diffq_options();
   m.frozen_fraction = 0;
-  auto net = make_net(7);
+  auto net = make_tiny(7);
   DiffQuantizer probe(*net, DiffQOptions().group_size(4).init_bits(3).discovery(DiscoveryOptions().min_size(0)));
   m.target_mib = probe.true_model_size();
-  auto net2 = make_net(7);
+  auto net2 = make_tiny(7);
   const int64_t steps = 300;
   Trainer trainer(net2, TrainerOptions().method("diffq").method_options(m).total_steps(steps).seed(2));
   auto* d = dynamic_cast<DiffQuantizer*>(trainer.quantizer());
-  for (int64_t i = 0; i + 1 < steps; ++i) trainer.step(batch_of(32, 1000 + i));
+  for (int64_t i = 0; i + 1 < steps; ++i) trainer.step(tiny_batch(32, 1000 + i));
   EXPECT_NEAR(d->model_size().item<double>() / m.target_mib, 1.0, 0.05) << "the controller alone";
   EXPECT_NE(trainer.size_penalty(), m.penalty) << "λ never moved";
-  trainer.step(batch_of(32, 1000 + steps - 1));
+  trainer.step(tiny_batch(32, 1000 + steps - 1));
   EXPECT_TRUE(d->bits_frozen());
   EXPECT_LE(d->true_model_size(), m.target_mib);
   EXPECT_GE(d->true_model_size(), 0.98 * m.target_mib);
@@ -243,19 +227,19 @@ TEST(TrainerTarget, CheckpointAcrossTheFreezeResumesBitIdentically) {
   m.frozen_fraction = 0.4;
   const int64_t steps = 40;
   const auto options = TrainerOptions().method("diffq").method_options(m).total_steps(steps).seed(5);
-  auto a = make_net(8);
+  auto a = make_tiny(8);
   Trainer whole(a, options);
-  for (int64_t i = 0; i < steps; ++i) whole.step(batch_of(16, 50 + i));
+  for (int64_t i = 0; i < steps; ++i) whole.step(tiny_batch(16, 50 + i));
   const std::string path = testing::TempDir() + "target_ckpt_" + std::to_string(getpid()) + ".pt";
   for (const int64_t cut : {int64_t(10), int64_t(24), int64_t(30)}) {  // before, at and after the freeze (24)
-    auto b = make_net(8);
+    auto b = make_tiny(8);
     Trainer first(b, options);
-    for (int64_t i = 0; i < cut; ++i) first.step(batch_of(16, 50 + i));
+    for (int64_t i = 0; i < cut; ++i) first.step(tiny_batch(16, 50 + i));
     first.save_checkpoint(path, {});
-    auto c = make_net(8);
+    auto c = make_tiny(8);
     Trainer second(c, options);
     second.load_checkpoint(path);
-    for (int64_t i = cut; i < steps; ++i) second.step(batch_of(16, 50 + i));
+    for (int64_t i = cut; i < steps; ++i) second.step(tiny_batch(16, 50 + i));
     EXPECT_EQ(second.size_penalty(), whole.size_penalty()) << "cut at " << cut;
     EXPECT_TRUE(torch::equal(c->fc1->weight, a->fc1->weight)) << "cut at " << cut;
     const auto la = whole.quantizer()->parameters(), lc = second.quantizer()->parameters();
@@ -267,21 +251,21 @@ TEST(TrainerTarget, CheckpointAcrossTheFreezeResumesBitIdentically) {
 TEST(TrainerTarget, DefaultFreezesTheLastQuarterWithATargetOnly) {
   auto m = diffq_options();
   EXPECT_EQ(m.effective_frozen_fraction(), 0.0);
-  EXPECT_EQ(Trainer(make_net(1), TrainerOptions().method("diffq").method_options(m).total_steps(100)).freeze_step(),
+  EXPECT_EQ(Trainer(make_tiny(1), TrainerOptions().method("diffq").method_options(m).total_steps(100)).freeze_step(),
             -1);
   m.target_bits = 3;
   EXPECT_EQ(m.effective_frozen_fraction(), kTargetFrozenFraction);
-  EXPECT_EQ(Trainer(make_net(1), TrainerOptions().method("diffq").method_options(m).total_steps(100)).freeze_step(),
+  EXPECT_EQ(Trainer(make_tiny(1), TrainerOptions().method("diffq").method_options(m).total_steps(100)).freeze_step(),
             75);
   m.frozen_fraction = 0;
-  EXPECT_EQ(Trainer(make_net(1), TrainerOptions().method("diffq").method_options(m).total_steps(100)).freeze_step(),
+  EXPECT_EQ(Trainer(make_tiny(1), TrainerOptions().method("diffq").method_options(m).total_steps(100)).freeze_step(),
             100);  // the shift after the last step
 }
 
 TEST(TrainerTarget, RefusedWhereItCannotApply) {
   auto m = diffq_options();
   m.target_bits = 3;
-  EXPECT_THROW(Trainer(make_net(1), TrainerOptions().method("qat").method_options(m)), Error);
+  EXPECT_THROW(Trainer(make_tiny(1), TrainerOptions().method("qat").method_options(m)), Error);
   m.target_mib = 0.01;
   EXPECT_THROW(check_method_options(find_method("diffq"), m), Error);  // both targets
   m.target_mib = 0;
@@ -296,7 +280,7 @@ TEST(TrainerTarget, AnImpossibleTargetIsRefusedBeforeTraining) {
   auto m = diffq_options();
   m.target_mib = 1e-9;
   try {
-    Trainer trainer(make_net(1), TrainerOptions().method("diffq").method_options(m));
+    Trainer trainer(make_tiny(1), TrainerOptions().method("diffq").method_options(m));
     FAIL() << "accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("below what every group at min_bits gives"), std::string::npos) << e.what();

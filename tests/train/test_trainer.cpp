@@ -12,29 +12,13 @@
 #include "diffq/error.h"
 #include "diffq/restore.h"
 #include "diffq/train/trainer.h"
+#include "tiny_net.h"
 
 using namespace diffq;
 using namespace diffq::train;
+using namespace train_test;
 
 namespace {
-
-struct TinyImpl : torch::nn::Module {
-  torch::nn::Linear fc1{register_module("fc1", torch::nn::Linear(32, 64))};
-  torch::nn::Linear fc2{register_module("fc2", torch::nn::Linear(64, 4))};
-  torch::Tensor forward(torch::Tensor x) { return fc2(torch::relu(fc1(x))); }
-};
-TORCH_MODULE(Tiny);
-
-Tiny make_tiny(uint64_t seed) {
-  torch::manual_seed(seed);
-  return Tiny();
-}
-
-Batch tiny_batch(int64_t n, uint64_t seed) {
-  torch::manual_seed(seed);
-  auto x = torch::randn({n, 32});
-  return {x, x.slice(1, 0, 4).argmax(1)};
-}
 
 TrainerOptions options_for(const std::string& method) {
   MethodOptions m;
