@@ -56,3 +56,4 @@ export RUNS DIFFQ BASE AFTER_RUN
 xargs -a "$jobs_file" -d '\n' -P "$JOBS" -I{} bash -c 'run_one "$@"' _ {}
 rm -f "$jobs_file"
 eval "$AFTER_RUN"
+if command -v gnuplot >/dev/null; then (cd docs/results && gnuplot ../../scripts/equal_size.gnuplot); fi
