@@ -22,8 +22,4 @@ AFTER_RUN='python3 scripts/seed_table.py "$RUNS" --md docs/results/group_size.md
   --title "DiffQ λ=5 by group size: CNN (width 2), full Fashion-MNIST, 3 epochs, batch 128, Adam 1e-3 cosine"'
 # shellcheck source=run_grid.sh
 source scripts/run_grid.sh
-export -f run_one
-export RUNS DIFFQ BASE AFTER_RUN
-xargs -a "$jobs_file" -d '\n' -P "$JOBS" -I{} bash -c 'run_one "$@"' _ {}
-rm -f "$jobs_file"
-eval "$AFTER_RUN"
+run_grid "$jobs_file"

@@ -15,3 +15,13 @@ run_one() {
   fi
   if [[ -n "${AFTER_RUN:-}" ]]; then eval "$AFTER_RUN" || true; fi
 }
+
+# run_grid JOBS_FILE: runs every "NAME|ARGS" line of JOBS_FILE, $JOBS at a
+# time, deletes the file, then runs $AFTER_RUN once more.
+run_grid() {
+  export -f run_one
+  export RUNS DIFFQ BASE AFTER_RUN
+  xargs -a "$1" -d '\n' -P "${JOBS:-2}" -I{} bash -c 'run_one "$@"' _ {}
+  rm -f "$1"
+  if [[ -n "${AFTER_RUN:-}" ]]; then eval "$AFTER_RUN"; fi
+}
