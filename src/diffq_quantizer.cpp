@@ -19,6 +19,20 @@ bool is_integer(double x) { return std::isfinite(x) && std::floor(x) == x; }
 
 double logit(double p) { return std::log(p / (1.0 - p)); }
 
+// The logit at which a group has `bits` bits (strictly inside the range).
+double logit_of_bits(const DiffQOptions& o, double bits) {
+  double p;
+  if (o.param() == Parametrization::kBits) {
+    p = (bits - o.min_bits()) / (o.max_bits() - o.min_bits());
+  } else {
+    const double ln_min = -std::log(std::pow(2.0, o.max_bits()) - 1.0);
+    const double ln_max = -std::log(std::pow(2.0, o.min_bits()) - 1.0);
+    const double ln_s = -std::log(std::pow(2.0, bits) - 1.0);
+    p = (ln_s - ln_max) / (ln_min - ln_max);
+  }
+  return logit(std::clamp(p, 1e-12, 1 - 1e-12));
+}
+
 }  // namespace
 
 DiffQuantizer::DiffQuantizer(const ModelRef& model, DiffQOptions options)
@@ -36,15 +50,7 @@ DiffQuantizer::DiffQuantizer(const ModelRef& model, DiffQOptions options)
               "extra_bits must be a non-negative number, got ", o.extra_bits());
   DIFFQ_CHECK(o.group_size() >= 0, "group_size must be 0 (one group per tensor) or positive, got ",
               o.group_size());
-  double init;
-  if (o.param() == Parametrization::kBits) {
-    init = logit((o.init_bits() - o.min_bits()) / (o.max_bits() - o.min_bits()));
-  } else {
-    const double ln_min = -std::log(std::pow(2.0, o.max_bits()) - 1.0);
-    const double ln_max = -std::log(std::pow(2.0, o.min_bits()) - 1.0);
-    const double ln_s = -std::log(std::pow(2.0, o.init_bits()) - 1.0);
-    init = logit((ln_s - ln_max) / (ln_min - ln_max));
-  }
+  const double init = logit_of_bits(o, o.init_bits());
   for (auto& slot : slots_) {
     const int64_t n = slot.tensor.numel();
     DIFFQ_CHECK(o.group_size() == 0 || n % o.group_size() == 0, "group_size ", o.group_size(),
@@ -303,12 +309,7 @@ double DiffQuantizer::shift_bits_to(double target, Measure measure) {
   for (const auto& slot : slots_) start.push_back(slot.own.detach().clone());
   // The logit below which a group's true bits are at most `cap`.
   const auto cap_logit = [&](double cap) {
-    const double b = std::min(cap + 0.49 - o.extra_bits(), o.max_bits());
-    if (o.param() == Parametrization::kBits) return logit(std::clamp((b - o.min_bits()) / (o.max_bits() - o.min_bits()), 1e-12, 1 - 1e-12));
-    const double ln_min = -std::log(std::pow(2.0, o.max_bits()) - 1.0);
-    const double ln_max = -std::log(std::pow(2.0, o.min_bits()) - 1.0);
-    const double ln_s = -std::log(std::pow(2.0, b) - 1.0);
-    return logit(std::clamp((ln_s - ln_max) / (ln_min - ln_max), 1e-12, 1 - 1e-12));
+    return logit_of_bits(o, std::min(cap + 0.49 - o.extra_bits(), o.max_bits()));
   };
   const auto measure_at = [&](double shift, double cap) {
     for (size_t i = 0; i < slots_.size(); ++i) {

@@ -15,6 +15,12 @@ namespace {
 
 bool has_target(const MethodOptions& o) { return o.target_mib > 0 || o.target_bits > 0; }
 
+// The target and what it measures.
+double target_of(const MethodOptions& o) { return o.target_mib > 0 ? o.target_mib : o.target_bits; }
+DiffQuantizer::Measure measure_of(const MethodOptions& o) {
+  return o.target_mib > 0 ? DiffQuantizer::Measure::kTrueSizeMiB : DiffQuantizer::Measure::kMeanBits;
+}
+
 }  // namespace
 
 void Trainer::init_size_target() {
@@ -25,12 +31,9 @@ void Trainer::init_size_target() {
   if (!has_target(mo)) return;
   target_start_ = target_measure(/*smooth=*/true);
   // Refused now rather than after training, where the bits are shifted.
-  auto& d = dynamic_cast<DiffQuantizer&>(*quantizer_);
-  const bool mib = mo.target_mib > 0;
-  const double floor = d.smallest(mib ? DiffQuantizer::Measure::kTrueSizeMiB : DiffQuantizer::Measure::kMeanBits);
-  DIFFQ_CHECK(floor <= (mib ? mo.target_mib : mo.target_bits), "the target ", mib ? mo.target_mib : mo.target_bits,
-              mib ? " MiB" : " bits", " is below what every group at min_bits gives (", floor,
-              "); lower --min-bits or raise the target");
+  const double floor = dynamic_cast<DiffQuantizer&>(*quantizer_).smallest(measure_of(mo));
+  DIFFQ_CHECK(floor <= target_of(mo), "the target ", target_of(mo), mo.target_mib > 0 ? " MiB" : " bits",
+              " is below what every group at min_bits gives (", floor, "); lower --min-bits or raise the target");
 }
 
 bool Trainer::bits_frozen() const {
@@ -39,6 +42,7 @@ bool Trainer::bits_frozen() const {
 }
 
 double Trainer::target_measure(bool smooth) const {
+  torch::NoGradGuard no_grad;  // a measurement: no graph for the size estimate
   const auto& d = dynamic_cast<const DiffQuantizer&>(*quantizer_);
   if (options_.method_options().target_mib > 0) {
     return smooth ? d.model_size().item<double>() : d.true_model_size();
@@ -61,8 +65,7 @@ void Trainer::freeze_bits_if_due(bool shift) {
   if (at < 0 || global_step_ < at) return;
   const auto& mo = options_.method_options();
   if (shift && has_target(mo)) {
-    d->shift_bits_to(mo.target_mib > 0 ? mo.target_mib : mo.target_bits,
-                     mo.target_mib > 0 ? DiffQuantizer::Measure::kTrueSizeMiB : DiffQuantizer::Measure::kMeanBits);
+    d->shift_bits_to(target_of(mo), measure_of(mo));
   }
   d->freeze_bits();
 }
@@ -73,7 +76,7 @@ void Trainer::update_size_penalty() {
   if (!size_target_) {
     const int64_t total = std::max<int64_t>(options_.total_steps(), 1);
     const auto warmup = std::llround(mo.number("target_warmup", 0.3) * double(total));
-    size_target_ = std::make_unique<SizeController>(target_start_, mo.target_mib > 0 ? mo.target_mib : mo.target_bits,
+    size_target_ = std::make_unique<SizeController>(target_start_, target_of(mo),
                                                     warmup, mo.number("target_rate", 0.05),
                                                     lambda_ > 0 ? lambda_ : 1.0);
   }
