@@ -76,7 +76,11 @@ Trainer::Trainer(ModelHandle model, TrainerOptions options)
     own_optimizer_ = quantizer_->make_optimizer(mo.bits_lr);
     for (const auto& t : quantizer_->parameters()) parameters_.push_back(t);
   }
-  strategy_ = std::make_unique<SinglePassStep>();
+  if (method_->make_step) {
+    strategy_ = method_->make_step(mo, options_.seed());
+  } else {
+    strategy_ = std::make_unique<SinglePassStep>();
+  }
   lambda_ = mo.penalty;
   init_size_target();
 }

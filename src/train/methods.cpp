@@ -13,6 +13,8 @@
 #include "diffq/diffq_quantizer.h"
 #include "diffq/error.h"
 #include "diffq/lsq_quantizer.h"
+#include "diffq/oneshot/oneshot_quantizer.h"
+#include "diffq/train/oneshot_step.h"
 #include "diffq/number_text.h"
 #include "diffq/uniform_quantizer.h"
 #include "json_fields.h"
@@ -135,9 +137,49 @@ MethodInfo quant_noise_method() {
   return m;
 }
 
+MethodInfo oneshot_method() {
+  auto m = method("oneshot",
+                  "one-shot mixed precision (weight-coupled LSQ over candidate bit-widths, max path + K random "
+                  "paths, distillation, IDM, bit-width scheduler); --opt paths=, idm=, kd=, clip_value=, "
+                  "scheduler=0|1, steps_per_epoch=",
+                  with_discovery({"bits_lr"}));
+  m.extra_options = {"paths", "idm", "kd", "clip_value", "scheduler", "steps_per_epoch"};
+  // Adam moves a parameter by about its learning rate per step whatever the
+  // gradient's scale: the weight steps (0.003 for an 8-bit stem) need a
+  // learning rate far below the weights'.
+  m.default_own_lr = [](double lr) { return lr / 100; };
+  m.make = [](const ModelRef& model, const MethodOptions& o, uint64_t) {
+    auto d = discovery(o);
+    // Every conv and linear weight, however small, unless told otherwise.
+    if (o.min_size == DiscoveryOptions().min_size()) d.min_size(0);
+    return std::unique_ptr<Quantizer>(new oneshot::OneShotQuantizer(model, oneshot::OneShotOptions().discovery(d)));
+  };
+  m.make_step = [](const MethodOptions& o, uint64_t seed) {
+    const double paths = o.number("paths", 3), steps_per_epoch = o.number("steps_per_epoch", 0);
+    const double scheduler = o.number("scheduler", 1);
+    DIFFQ_CHECK(paths >= 0 && paths <= 64 && paths == std::floor(paths), "--opt paths must be a whole number in 0..64, not ", paths);
+    DIFFQ_CHECK(steps_per_epoch >= 0 && steps_per_epoch == std::floor(steps_per_epoch),
+                "--opt steps_per_epoch must be a whole number >= 0, not ", steps_per_epoch);
+    DIFFQ_CHECK(scheduler == 0 || scheduler == 1, "--opt scheduler must be 0 or 1, not ", scheduler);
+    auto options = OneShotStepOptions()
+                       .random_paths(static_cast<int64_t>(paths))
+                       .distortion(o.number("idm", 0.01))
+                       .distillation(o.number("kd", 0.5))
+                       .clip_value(o.number("clip_value", 1.0))
+                       .scheduler(scheduler == 1)
+                       .steps_per_epoch(static_cast<int64_t>(steps_per_epoch))
+                       .seed(seed);
+    DIFFQ_CHECK(options.distortion() >= 0 && std::isfinite(options.distortion()), "--opt idm must be >= 0");
+    DIFFQ_CHECK(options.distillation() >= 0 && options.distillation() <= 1, "--opt kd must be in [0, 1]");
+    DIFFQ_CHECK(options.clip_value() >= 0 && std::isfinite(options.clip_value()), "--opt clip_value must be >= 0");
+    return std::unique_ptr<StepStrategy>(new OneShotStep(options));
+  };
+  return m;
+}
+
 std::vector<MethodInfo> registry() {
   return {method("fp32", "float32 baseline, no quantization"), uniform_method(false), uniform_method(true),
-          lsq_method(), diffq_method(), quant_noise_method()};
+          lsq_method(), diffq_method(), quant_noise_method(), oneshot_method()};
 }
 
 }  // namespace

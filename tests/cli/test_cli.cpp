@@ -196,7 +196,7 @@ TEST(Cli, EveryMethodTrains) {
   for (const auto& method : diffq::train::methods()) {
     const auto dir = cli_test::temp_dir("m_" + method.name);
     std::vector<std::string> more;
-    if (method.name != "fp32" && method.name != "diffq") more = {"--bits", "4"};
+    if (method.name != "fp32" && method.name != "diffq" && method.name != "oneshot") more = {"--bits", "4"};
     auto r = run(tiny_train(dir, method.name, more));
     ASSERT_EQ(r.status, 0) << method.name << ": " << r.err;
     const auto m = read_json(dir + "/metrics.json");
@@ -204,6 +204,10 @@ TEST(Cli, EveryMethodTrains) {
     if (method.name == "fp32") {
       EXPECT_DOUBLE_EQ(m["mean_bits"].get<double>(), 32.0);
       EXPECT_NEAR(m["true_mib"].get<double>(), m["fp32_mib"].get<double>(), 1e-12);
+    } else if (method.name == "oneshot") {
+      // Saved at the max path: searchable layers at 6 bits, first and last at 8.
+      EXPECT_GE(m["mean_bits"].get<double>(), 6.0);
+      EXPECT_LE(m["mean_bits"].get<double>(), 8.0);
     } else if (method.name != "diffq") {
       EXPECT_DOUBLE_EQ(m["mean_bits"].get<double>(), 4.0) << method.name;
       EXPECT_GT(m["compression"].get<double>(), 3.0) << method.name;

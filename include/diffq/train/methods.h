@@ -86,6 +86,8 @@ nlohmann::json to_json(const MethodOptions& options);
 /// fields are refused with `diffq::Error`.
 MethodOptions method_options_from_json(const nlohmann::json& json);
 
+class StepStrategy;
+
 /// A compression method.
 struct MethodInfo {
   /// Command-line name ("diffq").
@@ -110,6 +112,9 @@ struct MethodInfo {
   /// that its stream continues exactly. Otherwise the quantizer's step
   /// counter is set (`Quantizer::set_steps`).
   bool replay_steps_on_resume = false;
+  /// Builds the method's step strategy (how a step's gradients are
+  /// computed); empty = one forward and one backward (`SinglePassStep`).
+  std::function<std::unique_ptr<StepStrategy>(const MethodOptions&, uint64_t seed)> make_step;
 };
 
 /// Every registered method, in display order.
