@@ -104,7 +104,6 @@ nlohmann::json to_json(const Layers& layers, const BitConfig& config) {
   nlohmann::json out;
   out["format"] = "diffq-bitconfig";
   out["version"] = 1;
-  out["cost"] = {{"bitops", bitops(layers, config)}, {"size_bits", size_bits(layers, config)}};
   auto& list = out["layers"] = nlohmann::json::array();
   for (size_t i = 0; i < layers.size(); ++i) {
     list.push_back({{"name", layers[i].name},
@@ -112,35 +111,73 @@ nlohmann::json to_json(const Layers& layers, const BitConfig& config) {
                     {"activation_bits", config.layers[i].activation},
                     {"fixed", layers[i].fixed}});
   }
+  out["bitops"] = bitops(layers, config);
+  out["size_bits"] = size_bits(layers, config);
   return out;
 }
 
+namespace {
+
+// The index of the layer called `name`, or layers.size().
+size_t find_layer(const Layers& layers, const std::string& name) {
+  for (size_t i = 0; i < layers.size(); ++i)
+    if (layers[i].name == name) return i;
+  return layers.size();
+}
+
+// A whole number of bits in [0, 32] from `entry[key]` (an object).
+int bits_field(const nlohmann::json& entry, const char* key, const std::string& layer) {
+  const auto it = entry.find(key);
+  DIFFQ_CHECK(it != entry.end(), "layer '", layer, "': \"", key, "\" is missing");
+  DIFFQ_CHECK(it->is_number_integer(), "layer '", layer, "': \"", key, "\" is not a whole number (", it->type_name(),
+              ")");
+  // Unsigned values beyond int64 are out of range as well.
+  const bool in_range = it->is_number_unsigned() ? it->get<uint64_t>() <= 32
+                                                 : (it->get<int64_t>() >= 0 && it->get<int64_t>() <= 32);
+  DIFFQ_CHECK(in_range, "layer '", layer, "': ", key, " ", it->dump(), " is out of range (0 to 32)");
+  return static_cast<int>(it->get<int64_t>());
+}
+
+}  // namespace
+
 BitConfig config_from_json(const Layers& layers, const nlohmann::json& json) {
-  DIFFQ_CHECK(json.is_object(), "a bit configuration is a JSON object");
-  DIFFQ_CHECK(json.contains("format") && json["format"].is_string() && json["format"] == "diffq-bitconfig",
+  DIFFQ_CHECK(json.is_object(), "a bit configuration is a JSON object, not ", json.type_name());
+  const auto format = json.find("format");
+  DIFFQ_CHECK(format != json.end() && format->is_string() && *format == "diffq-bitconfig",
               "not a bit configuration (\"format\": \"diffq-bitconfig\" is missing)");
-  DIFFQ_CHECK(json.contains("version") && json["version"].is_number_integer() && json["version"] == 1,
-              "unsupported bit configuration version (this library reads version 1)");
-  DIFFQ_CHECK(json.contains("layers") && json["layers"].is_array(), "the bit configuration has no \"layers\" list");
-  const auto& list = json["layers"];
+  const auto version = json.find("version");
+  DIFFQ_CHECK(version != json.end() && version->is_number_integer() && *version == 1,
+              "unsupported bit configuration version ", version == json.end() ? std::string("(none)") : version->dump(),
+              " (this library reads version 1)");
+  const auto list_it = json.find("layers");
+  DIFFQ_CHECK(list_it != json.end() && list_it->is_array(), "the bit configuration has no \"layers\" list");
+  const auto& list = *list_it;
   DIFFQ_CHECK(list.size() == layers.size(), "the bit configuration has ", list.size(), " layers, the model ",
               layers.size());
   BitConfig config;
   for (size_t i = 0; i < list.size(); ++i) {
     const auto& entry = list[i];
     DIFFQ_CHECK(entry.is_object(), "layer ", i, " of the bit configuration is not an object");
-    DIFFQ_CHECK(entry.contains("name") && entry["name"].is_string(), "layer ", i, " has no name");
-    const auto name = entry["name"].get<std::string>();
-    DIFFQ_CHECK(name == layers[i].name, "layer ", i, " of the bit configuration is '", name, "', the model's is '",
-                layers[i].name, "'");
-    LayerBits bits;
-    for (const char* key : {"weight_bits", "activation_bits"}) {
-      DIFFQ_CHECK(entry.contains(key) && entry[key].is_number_integer(), "layer '", name, "': \"", key,
-                  "\" is missing or not a whole number");
-      const auto value = entry[key].get<int64_t>();
-      DIFFQ_CHECK(value >= 0 && value <= 32, "layer '", name, "': ", key, " ", value, " is out of range");
-      (std::string(key) == "weight_bits" ? bits.weight : bits.activation) = static_cast<int>(value);
+    const auto name_it = entry.find("name");
+    DIFFQ_CHECK(name_it != entry.end() && name_it->is_string(), "layer ", i,
+                " of the bit configuration has no \"name\" string");
+    const auto name = name_it->get<std::string>();
+    if (name != layers[i].name) {
+      const size_t elsewhere = find_layer(layers, name);
+      DIFFQ_CHECK(elsewhere < layers.size(), "unknown layer '", name, "' (entry ", i,
+                  " of the bit configuration; the model's layer there is '", layers[i].name, "')");
+      DIFFQ_CHECK(false, "layer '", name, "' is entry ", i, " of the bit configuration but layer ", elsewhere,
+                  " of the model (the order must match; the model's layer ", i, " is '", layers[i].name, "')");
     }
+    const auto fixed = entry.find("fixed");
+    if (fixed != entry.end()) {
+      DIFFQ_CHECK(fixed->is_boolean(), "layer '", name, "': \"fixed\" is not true or false");
+      DIFFQ_CHECK(fixed->get<bool>() == layers[i].fixed, "layer '", name, "' is ",
+                  layers[i].fixed ? "fixed" : "searchable", " in the model, not in the bit configuration");
+    }
+    LayerBits bits;
+    bits.weight = bits_field(entry, "weight_bits", name);
+    bits.activation = bits_field(entry, "activation_bits", name);
     config.layers.push_back(bits);
   }
   check_config(layers, config);
@@ -154,6 +191,11 @@ std::string describe(const BitConfig& config) {
     a += (i ? " " : "") + (config.layers[i].activation ? std::to_string(config.layers[i].activation) : std::string("f"));
   }
   return w + "] " + a + "]";
+}
+
+std::string describe(const Layers& layers, const BitConfig& config) {
+  check_sizes(layers, config);
+  return describe(config);
 }
 
 }  // namespace oneshot

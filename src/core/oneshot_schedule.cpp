@@ -22,14 +22,29 @@ bool SchedulePlan::due(int64_t step) const {
   return (step - std::max(late_start, warmup_steps)) % std::max<int64_t>(1, late_period) == 0;
 }
 
+namespace {
+
+// `fraction` of `total` steps: whole epochs when that is at least one epoch,
+// else whole steps; at least `least`.
+int64_t scaled_length(int64_t total, int64_t per_epoch, double fraction, int64_t least) {
+  const double steps = fraction * double(total);
+  int64_t length = steps >= double(per_epoch) ? per_epoch * std::llround(steps / double(per_epoch))
+                                              : std::llround(steps);
+  return std::max(least, length);
+}
+
+}  // namespace
+
 SchedulePlan SchedulePlan::for_budget(int64_t total_steps, int64_t steps_per_epoch) {
   DIFFQ_CHECK(total_steps > 0 && steps_per_epoch > 0, "the scheduler needs positive step counts, got ",
               total_steps, " steps and ", steps_per_epoch, " per epoch");
+  // The paper: 150 epochs, warm-up 5, periods 2 then 15 (fractions of the run).
+  constexpr double kPaperEpochs = 150;
   SchedulePlan plan;
   plan.total_steps = total_steps;
-  plan.warmup_steps = std::min(total_steps, steps_per_epoch);
-  plan.early_period = std::max<int64_t>(1, 2 * steps_per_epoch);
-  plan.late_period = std::max<int64_t>(1, 15 * steps_per_epoch);
+  plan.warmup_steps = std::min(total_steps, scaled_length(total_steps, steps_per_epoch, 5 / kPaperEpochs, 0));
+  plan.early_period = scaled_length(total_steps, steps_per_epoch, 2 / kPaperEpochs, 1);
+  plan.late_period = scaled_length(total_steps, steps_per_epoch, 15 / kPaperEpochs, 1);
   return plan;
 }
 
@@ -42,8 +57,9 @@ std::vector<std::vector<int>> schedule_candidates(const std::vector<std::vector<
   DIFFQ_CHECK(ratio >= 0 && ratio <= 1, "the scheduler's ratio must be in [0, 1], got ", ratio);
   for (size_t i = 0; i < n; ++i) {
     DIFFQ_CHECK(!full_candidates[i].empty(), "layer ", i, " has no candidate");
-    DIFFQ_CHECK(std::is_sorted(full_candidates[i].begin(), full_candidates[i].end()), "layer ", i,
-                "'s candidates are not ascending");
+    for (size_t k = 1; k < full_candidates[i].size(); ++k)
+      DIFFQ_CHECK(full_candidates[i][k] > full_candidates[i][k - 1], "layer ", i,
+                  "'s candidates are not strictly ascending");
     DIFFQ_CHECK(std::isfinite(turbulence[i]), "layer ", i, "'s turbulence is not a number");
   }
   std::vector<size_t> order(n);

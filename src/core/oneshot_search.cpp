@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <set>
 
@@ -10,6 +11,16 @@
 
 namespace diffq {
 namespace oneshot {
+
+const char* search_phase_name(SearchPhase phase) {
+  switch (phase) {
+    case SearchPhase::kWeights: return "weights";
+    case SearchPhase::kActivations: return "activations";
+    case SearchPhase::kWeightsAndActivations: return "weights and activations";
+    case SearchPhase::kFill: return "fill";
+  }
+  return "?";
+}
 
 namespace {
 
@@ -40,6 +51,7 @@ BitConfig clamped_config(const Layers& layers, int w, int a) {
 
 std::vector<int> config_key(const BitConfig& c) {
   std::vector<int> key;
+  key.reserve(2 * c.layers.size());
   for (const auto& b : c.layers) {
     key.push_back(b.weight);
     key.push_back(b.activation);
@@ -47,6 +59,7 @@ std::vector<int> config_key(const BitConfig& c) {
   return key;
 }
 
+// A move and the configuration it leads to.
 struct Candidate {
   SearchMove move;
   BitConfig config;
@@ -61,40 +74,28 @@ class Searcher {
       : layers_(layers), evaluate_(evaluate), cost_of_(cost_of), options_(options) {}
 
   SearchResult run() {
-    check_options();
-    const bool bitops = options_.cost == CostKind::kBitOps;
-    int lowest = 99, highest = 0;
-    for (const auto& l : layers_) {
-      if (l.fixed) continue;
-      lowest = std::min({lowest, l.weight_candidates.front()});
-      highest = std::max({highest, l.weight_candidates.back()});
-    }
+    check_layers_and_options();
+    const double budget = options_.budget;
     result_.config = clamped_config(layers_, options_.start_bits, options_.start_bits);
     result_.cost = measure(result_.config);
     visited_.insert(config_key(result_.config));
-    const double budget = options_.budget;
-    if (bitops) {
-      // b*: the uniform bit-width whose cost is nearest the budget.
-      int best_bits = lowest;
-      double best_gap = std::numeric_limits<double>::infinity();
-      for (int b = lowest; b <= highest; ++b) {
-        const double gap = std::abs(measure(clamped_config(layers_, b, b)) - budget);
-        if (gap < best_gap) best_gap = gap, best_bits = b;
-      }
+    if (options_.cost == CostKind::kBitOps) {
       const double weight_target =
-          options_.phase_one_margin * measure(clamped_config(layers_, best_bits, options_.start_bits));
-      descend(Tensors::kWeights, std::min(weight_target, budget), /*must_reach=*/false);
-      descend(Tensors::kActivations, budget, false);
-      descend(Tensors::kBoth, budget, true);
+          options_.phase_one_margin * measure(clamped_config(layers_, nearest_uniform_bits(), options_.start_bits));
+      // Phase 1 stops at its own target or at the budget, whichever comes first.
+      descend(SearchPhase::kWeights, Tensors::kWeights, std::max(weight_target, budget));
+      if (!descend(SearchPhase::kActivations, Tensors::kActivations, budget) &&
+          !descend(SearchPhase::kWeightsAndActivations, Tensors::kBoth, budget))
+        stuck(budget);
     } else {
-      descend(Tensors::kWeights, budget, true);
+      if (!descend(SearchPhase::kWeights, Tensors::kWeights, budget)) stuck(budget);
     }
     if (options_.fill) fill(options_.cost == CostKind::kBitOps ? Tensors::kBoth : Tensors::kWeights);
     return result_;
   }
 
  private:
-  void check_options() {
+  void check_layers_and_options() {
     DIFFQ_CHECK(!layers_.empty(), "the search needs layers");
     DIFFQ_CHECK(std::isfinite(options_.budget) && options_.budget > 0, "the budget must be a positive number, got ",
                 options_.budget);
@@ -102,28 +103,60 @@ class Searcher {
                 "the error weight must be positive, got ", options_.error_weight);
     DIFFQ_CHECK(options_.phase_one_margin > 0 && options_.phase_one_margin <= 1,
                 "the phase-one margin must be in (0, 1], got ", options_.phase_one_margin);
-    DIFFQ_CHECK(options_.max_iterations > 0, "max_iterations must be positive");
+    DIFFQ_CHECK(options_.max_iterations > 0, "max_iterations must be positive, got ", options_.max_iterations);
+    bool searchable = false;
     for (const auto& l : layers_) {
       if (l.fixed) continue;
+      searchable = true;
       for (const auto* c : {&l.weight_candidates, &l.activation_candidates}) {
-        DIFFQ_CHECK(!c->empty(), "layer '", l.name, "' has no candidates");
+        const char* kind = c == &l.weight_candidates ? "weight" : "activation";
+        DIFFQ_CHECK(!c->empty(), "layer '", l.name, "' has no ", kind, " candidates");
         for (size_t i = 1; i < c->size(); ++i)
-          DIFFQ_CHECK((*c)[i] > (*c)[i - 1], "layer '", l.name, "': candidates must be strictly ascending");
+          DIFFQ_CHECK((*c)[i] > (*c)[i - 1], "layer '", l.name, "': ", kind,
+                      " candidates must be strictly ascending, got ", (*c)[i - 1], " before ", (*c)[i]);
       }
     }
-    const double smallest = measure(min_config(layers_));
-    DIFFQ_CHECK(smallest <= options_.budget, "the budget ", options_.budget, " is below the cost of the smallest "
-                "configuration (", smallest, ")");
+    DIFFQ_CHECK(searchable, "the search needs at least one searchable (not fixed) layer");
+    // The cheapest configuration the search can reach: size budgets move
+    // weights only, so activations stay at the start.
+    BitConfig smallest = min_config(layers_);
+    if (options_.cost == CostKind::kSizeBits) {
+      const auto start = clamped_config(layers_, options_.start_bits, options_.start_bits);
+      for (size_t i = 0; i < layers_.size(); ++i) smallest.layers[i].activation = start.layers[i].activation;
+    }
+    const double least = measure(smallest);
+    DIFFQ_CHECK(least <= options_.budget, "the budget ", options_.budget, " is below the cost of the smallest "
+                "reachable configuration, ", least, " (", cost_kind_name(options_.cost), ")");
+  }
+
+  // b*: the uniform bit-width b whose (W b, A b) configuration costs nearest
+  // the budget (ties: the lower b), b over the searchable weight candidates' range.
+  int nearest_uniform_bits() {
+    int lowest = std::numeric_limits<int>::max(), highest = std::numeric_limits<int>::min();
+    for (const auto& l : layers_) {
+      if (l.fixed) continue;
+      lowest = std::min(lowest, l.weight_candidates.front());
+      highest = std::max(highest, l.weight_candidates.back());
+    }
+    int best_bits = lowest;
+    double best_gap = std::numeric_limits<double>::infinity();
+    for (int b = lowest; b <= highest; ++b) {
+      const double gap = std::abs(measure(clamped_config(layers_, b, b)) - options_.budget);
+      if (gap < best_gap) best_gap = gap, best_bits = b;
+    }
+    return best_bits;
   }
 
   double measure(const BitConfig& c) {
     const double v = cost_of_(c);
-    DIFFQ_CHECK(std::isfinite(v) && v >= 0, "the cost of a configuration is not a non-negative number: ", v);
+    DIFFQ_CHECK(std::isfinite(v) && v >= 0, "the cost of ", describe(c), " is not a non-negative number: ", v);
     return v;
   }
 
-  // Moves of one bit-width step (down, or up) of every searchable layer.
-  std::vector<Candidate> moves(Tensors tensors, bool up) {
+  // One step (down and/or up) of every searchable layer's `tensors`, in
+  // tie-break order: layer, weights before activations, down before up.
+  // Moves back to a visited configuration are left out.
+  std::vector<Candidate> moves(Tensors tensors, bool down, bool up) {
     std::vector<Candidate> out;
     for (size_t i = 0; i < layers_.size(); ++i) {
       const auto& l = layers_[i];
@@ -133,10 +166,12 @@ class Searcher {
         if (!weight && (tensors == Tensors::kWeights || !has_activations(l))) continue;
         const auto& c = weight ? l.weight_candidates : l.activation_candidates;
         const int now = weight ? result_.config.layers[i].weight : result_.config.layers[i].activation;
-        const auto pos = static_cast<size_t>(std::find(c.begin(), c.end(), now) - c.begin());
+        const auto at = std::find(c.begin(), c.end(), now);
+        DIFFQ_CHECK(at != c.end(), "layer '", l.name, "' is at ", now, weight ? " weight" : " activation",
+                    " bits, not one of its candidates");
+        const auto pos = static_cast<size_t>(at - c.begin());
         for (int direction : {-1, +1}) {
-          if ((direction > 0) != up) continue;
-          if ((direction < 0 && pos == 0) || (direction > 0 && pos + 1 >= c.size())) continue;
+          if ((direction < 0 && (!down || pos == 0)) || (direction > 0 && (!up || pos + 1 >= c.size()))) continue;
           Candidate m;
           m.config = result_.config;
           int& bits = weight ? m.config.layers[i].weight : m.config.layers[i].activation;
@@ -146,6 +181,7 @@ class Searcher {
           m.move.weight = weight;
           m.move.from = now;
           m.move.to = bits;
+          m.move.cost = measure(m.config);
           out.push_back(std::move(m));
         }
       }
@@ -153,54 +189,64 @@ class Searcher {
     return out;
   }
 
-  // Scores `candidates` on one round's batch; applies the best. False when empty.
-  bool apply_best(std::vector<Candidate> candidates) {
-    if (candidates.empty()) return false;
-    DIFFQ_CHECK(iteration_ < options_.max_iterations, "the search made no progress in ", options_.max_iterations,
-                " rounds");
+  // Scores `candidates` (not empty) on one round's batch and applies the best.
+  void apply_best(std::vector<Candidate> candidates, SearchPhase phase) {
+    DIFFQ_CHECK(iteration_ < options_.max_iterations, "the search did not finish in ",
+                options_.max_iterations, " rounds (max_iterations); it is at ", describe(result_.config), ", cost ",
+                result_.cost);
     double err_max = 0, cost_max = 0;
     for (auto& c : candidates) {
       c.move.iteration = iteration_;
+      c.move.phase = phase;
       c.move.error = evaluate_(c.config, iteration_);
       ++result_.evaluations;
       DIFFQ_CHECK(std::isfinite(c.move.error) && c.move.error >= 0 && c.move.error <= 1,
-                  "the evaluation returned an error outside [0, 1]: ", c.move.error);
-      c.move.cost = measure(c.config);
+                  "the evaluation of ", describe(c.config), " returned an error outside [0, 1]: ", c.move.error);
       err_max = std::max(err_max, c.move.error);
       cost_max = std::max(cost_max, c.move.cost);
     }
     size_t best = 0;
     for (size_t k = 0; k < candidates.size(); ++k) {
       auto& m = candidates[k].move;
-      m.score = options_.error_weight * (err_max > 0 ? m.error / err_max : 0.0) -
-                (cost_max > 0 ? 1.0 - m.cost / cost_max : 0.0);
-      if (m.score < candidates[best].move.score) best = k;
+      const double error_term = err_max > 0 ? m.error / err_max : 0.0;
+      const double saving_term = cost_max > 0 ? 1.0 - m.cost / cost_max : 0.0;
+      m.score = options_.error_weight * error_term - saving_term;
+      if (m.score < candidates[best].move.score) best = k;  // strict: ties keep the earlier
     }
     ++iteration_;
-    result_.config = candidates[best].config;
+    result_.config = std::move(candidates[best].config);
     result_.cost = candidates[best].move.cost;
     result_.moves.push_back(candidates[best].move);
     visited_.insert(config_key(result_.config));
+  }
+
+  // Rounds of `tensors` until the cost is at most `target`. False when the
+  // target is not met and no move lowers the cost any more.
+  bool descend(SearchPhase phase, Tensors tensors, double target) {
+    while (result_.cost > target) {
+      auto candidates = moves(tensors, /*down=*/true, options_.up_moves);
+      const bool can_lower = std::any_of(candidates.begin(), candidates.end(),
+                                         [&](const Candidate& c) { return c.move.cost < result_.cost; });
+      if (!can_lower) return false;
+      apply_best(std::move(candidates), phase);
+    }
     return true;
   }
 
-  void descend(Tensors tensors, double target, bool must_reach) {
-    while (result_.cost > target) {
-      if (!apply_best(moves(tensors, /*up=*/false))) {
-        DIFFQ_CHECK(!must_reach, "the search cannot get below ", target, ": no move left from ",
-                    describe(result_.config), " (cost ", result_.cost, ")");
-        return;
-      }
-    }
+  [[noreturn]] void stuck(double budget) {
+    throw Error(detail::concat("the search cannot meet the budget ", budget, ": no legal move (one not revisiting a "
+                               "configuration) lowers the cost from ", describe(result_.config), " (cost ",
+                               result_.cost, ")"));
   }
 
   void fill(Tensors tensors) {
     for (;;) {
-      auto up = moves(tensors, /*up=*/true);
+      auto up = moves(tensors, /*down=*/false, /*up=*/true);
       std::vector<Candidate> within;
       for (auto& m : up)
-        if (measure(m.config) <= options_.budget) within.push_back(std::move(m));
-      if (!apply_best(std::move(within))) return;
+        if (m.move.cost <= options_.budget) within.push_back(std::move(m));
+      if (within.empty()) return;
+      apply_best(std::move(within), SearchPhase::kFill);
     }
   }
 

@@ -82,23 +82,31 @@ const char* cost_kind_name(CostKind kind);
 BitConfig uniform_config(const Layers& layers, int weight_bits, int activation_bits);
 /// Every searchable layer at its largest candidates.
 BitConfig max_config(const Layers& layers);
-/// Every searchable layer at its smallest candidates.
+/// Every searchable layer at its smallest candidates (fixed layers at their
+/// bits): the cheapest configuration.
 BitConfig min_config(const Layers& layers);
 /// Throws `diffq::Error` naming the layer and the value unless `config` has
 /// one entry per layer, fixed layers at their bits and the others among
 /// their candidates.
 void check_config(const Layers& layers, const BitConfig& config);
 
-/// {"format": "diffq-bitconfig", "version": 1, "cost": {"bitops", "size_bits"},
-///  "layers": [{"name", "weight_bits", "activation_bits", "fixed"}]}.
+/// The configuration as JSON (checked first with `check_config`):
+/// {"format": "diffq-bitconfig", "version": 1,
+///  "layers": [{"name", "weight_bits", "activation_bits", "fixed"}, ...],
+///  "bitops": ..., "size_bits": ...}. The costs are informative: the reader
+/// ignores them.
 nlohmann::json to_json(const Layers& layers, const BitConfig& config);
 /// The configuration of `json` (written by `to_json`) for `layers`: every
-/// layer by name in the same order; throws `diffq::Error` naming the first
-/// problem (format, missing or mistyped field, unknown or missing layer,
-/// bits that are not candidates).
+/// layer by name in the same order. Throws `diffq::Error` naming the first
+/// problem (not an object, wrong format or version, missing or mistyped
+/// field, wrong layer count, unknown or misplaced layer, a "fixed" flag that
+/// disagrees with the model, bits that are not candidates); never crashes
+/// on hostile JSON.
 BitConfig config_from_json(const Layers& layers, const nlohmann::json& json);
-/// One compact line: "W[8 4 3 ...] A[32 5 4 ...]" (float inputs as "f").
+/// One compact line: "W[8 4 3 ...] A[f 5 4 ...]" (float inputs as "f").
 std::string describe(const BitConfig& config);
+/// `describe(config)` after checking that `config` has one entry per layer.
+std::string describe(const Layers& layers, const BitConfig& config);
 
 }  // namespace oneshot
 }  // namespace diffq

@@ -18,19 +18,26 @@ struct SearchOptions {
   /// What the budget constrains.
   CostKind cost = CostKind::kBitOps;
   /// The budget, in the cost's unit. At least the cost of the smallest
-  /// configuration.
+  /// reachable configuration (BitOPs: every searchable layer at its smallest
+  /// candidates; size: the smallest weight candidates, activations at the
+  /// start), else `search` throws `diffq::Error` naming both numbers.
   double budget = 0;
   /// Every searchable layer starts at (start_bits, start_bits), each
-  /// clamped into its candidates.
+  /// clamped into its candidates (the nearest candidate; ties: the lower).
   int start_bits = 5;
   /// score = error_weight · err / err_max − (1 − cost / cost_max).
   double error_weight = 1.5;
   /// BitOPs budgets: phase 1 (weights only) runs until the cost is at most
   /// this fraction of the cost of (weights b*, activations start_bits),
-  /// where b* is the uniform bit-width whose WbAb cost is nearest the budget.
+  /// where b* is the uniform bit-width whose WbAb cost is nearest the
+  /// budget (or until the budget itself is met).
   double phase_one_margin = 0.95;
-  /// After the budget is met, keep applying the best single up-move that
-  /// stays within it (brings the cost close to the budget).
+  /// Each round tries a step up of every layer as well as a step down (the
+  /// spec and the public code). False: steps down only, a cheaper search
+  /// that cannot trade bits between layers.
+  bool up_moves = true;
+  /// After the budget is met, keep applying the best single step up that
+  /// stays within it (an extension: lands the cost close to the budget).
   bool fill = true;
   /// Scoring rounds before the search gives up with an error.
   int64_t max_iterations = 100000;
@@ -42,9 +49,23 @@ using EvaluateConfig = std::function<double(const BitConfig& config, int64_t ite
 /// The cost of a configuration (the unit of `SearchOptions::budget`).
 using CostOfConfig = std::function<double(const BitConfig& config)>;
 
+/// The phases of `search`, in order.
+enum class SearchPhase {
+  /// Weight bits only (BitOPs: down to the phase-one target; size: down to the budget).
+  kWeights,
+  /// Activation bits only, down to the budget (BitOPs).
+  kActivations,
+  /// Both, down to the budget: only when activation moves alone cannot lower the cost any more.
+  kWeightsAndActivations,
+  /// Steps up that stay within the budget (`SearchOptions::fill`).
+  kFill,
+};
+/// "weights", "activations", "weights and activations" or "fill".
+const char* search_phase_name(SearchPhase phase);
+
 /// One applied move.
 struct SearchMove {
-  /// Scoring round.
+  /// Scoring round (the `iteration` its candidates were evaluated with).
   int64_t iteration = 0;
   /// Layer index.
   size_t layer = 0;
@@ -60,6 +81,8 @@ struct SearchMove {
   double cost = 0;
   /// Its score.
   double score = 0;
+  /// The phase it belongs to.
+  SearchPhase phase = SearchPhase::kWeights;
 };
 
 /// What the search found.
@@ -74,21 +97,40 @@ struct SearchResult {
   int64_t evaluations = 0;
 };
 
-/// Greedy search from (start, start): BitOPs budgets move weight bits
-/// (phase 1), then activation bits until the cost is within the budget
-/// (phase 2; both kinds if activations alone cannot get there); size
-/// budgets move weight bits only. Each round tries one step down of every
-/// searchable layer (never back to a configuration already visited), scores
-/// each on the round's batch and applies the best (ties: the lower layer).
-/// Then the fill phase tries the single steps up that stay within the
-/// budget, the same way. (The spec tries a step up in every round too; with
-/// the score's cost term relative to the round's largest cost, a step up of
-/// lower error wins whenever the costs are close and the search wanders: on
-/// the toy table of the tests, 100000 rounds without reaching the budget.
-/// Steps up are therefore kept for the fill phase.) Deterministic given
-/// the callbacks. Throws `diffq::Error` when the budget is below the
-/// smallest configuration's cost, when no legal move remains, or after
-/// `max_iterations` rounds.
+/// Greedy inference-only search (spec one-shot-mpq.md section 5), from
+/// every searchable layer at (start_bits, start_bits).
+///
+/// Phases. BitOPs budgets: (1) weight bits only, until the cost is at most
+/// `phase_one_margin` × the cost of (W b*, A start_bits), b* being the
+/// uniform bit-width b whose W b A b configuration costs nearest the budget
+/// (ties: the lower b; the public code reads b* from a hard-coded ResNet-18
+/// table of budgets, `bops_map_to_bits`, which this generalises), or until
+/// the budget is met, or until no weight move lowers the cost; (2)
+/// activation bits only, until the cost is within the budget; (2b) only if
+/// activation moves can no longer lower the cost, both kinds. Size budgets:
+/// weight bits only, one phase. Then (3) fill, below.
+///
+/// A round: every searchable layer tries one step down and (`up_moves`) one
+/// step up within its current candidates, for the phase's tensors; a move
+/// to a configuration already visited is skipped (no cycles, so the search
+/// always ends). Every candidate is evaluated with the round's iteration
+/// number and scored as error_weight · err/err_max − (1 − cost/cost_max),
+/// maxima over the round's candidates (a zero maximum makes its term 0);
+/// the lowest score is applied (ties: the lower layer, weights before
+/// activations, down before up). A phase ends at its target, or when none
+/// of its moves lowers the cost.
+///
+/// Fill (an extension, `fill`): the acceptance criterion wants the final
+/// cost in [0.9·B, B], and greedy steps of one layer can undershoot the
+/// budget by a whole layer's step; so while some single step up (weights or
+/// activations; size budgets: weights) keeps the cost within the budget,
+/// those steps are scored the same way on a fresh round and the best one
+/// applied.
+///
+/// Deterministic given the callbacks. Throws `diffq::Error` when the
+/// candidates are not strictly ascending, the budget is below the smallest
+/// reachable cost, an evaluation leaves [0, 1], no move can lower the cost
+/// before the budget is met, or after `max_iterations` rounds.
 SearchResult search(const Layers& layers, const EvaluateConfig& evaluate, const CostOfConfig& cost_of,
                     const SearchOptions& options);
 
