@@ -34,7 +34,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   app.add_flag("--verbose", verbose, "errors: the whole message (LibTorch's backtrace included)");
   const std::vector<Command> commands = {add_train(app),    add_eval(app),      add_inspect(app),
                                          add_compress(app), add_summarize(app), add_launch(app),
-                                         add_list(app)};
+                                         add_list(app),     add_search(app)};
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
     app.parse(reversed);

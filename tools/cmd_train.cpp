@@ -83,6 +83,9 @@ void add_run_flags(CLI::App* tr, TrainFlags& f) {
       ->check(CLI::IsMember({"cosine", "constant"}));
   tr->add_option("--clip", c.clip, "max gradient norm (0 = off)")->capture_default_str();
   tr->add_flag("--augment", c.augment, "fashion-mnist: random 2-pixel shifts and horizontal flips");
+  tr->add_option("--init", c.init,
+                 "start from the weights and buffers of this model file (same architecture, e.g. a float run's "
+                 "model.diffq)");
   tr->add_option("--recalibrate", c.recalibrate,
                  "BatchNorm: re-estimate the running statistics on the true quantized weights over N training "
                  "batches before writing the model file (0 = keep those of training)")

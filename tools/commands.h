@@ -36,6 +36,8 @@ Command add_summarize(CLI::App& app);
 Command add_launch(CLI::App& app);
 /// `diffq list`.
 Command add_list(CLI::App& app);
+/// `diffq search`.
+Command add_search(CLI::App& app);
 
 /// "a, b, c".
 std::string join(const std::vector<std::string>& items, const std::string& separator = ", ");

@@ -45,7 +45,7 @@ void ActivationQuantizerImpl::reset() {
   const auto n = static_cast<int64_t>(options.candidates().size());
   steps = register_parameter("steps", torch::ones({n}));
   initialized = register_buffer("initialized", torch::zeros({n}, torch::kBool));
-  bits_ = options.candidates().back();
+  bits_ = 0;
 }
 
 size_t ActivationQuantizerImpl::index_of(int bits) const {
@@ -130,6 +130,20 @@ size_t SwitchableBatchNorm2dImpl::index_of(int weight_bits, int activation_bits)
 
 void SwitchableBatchNorm2dImpl::select(int weight_bits, int activation_bits) {
   selected_ = index_of(weight_bits, activation_bits);
+}
+
+void SwitchableBatchNorm2dImpl::copy_selected_to_all() {
+  torch::NoGradGuard no_grad;
+  const auto& source = norms_.at(selected_);
+  for (size_t i = 0; i < norms_.size(); ++i) {
+    if (i == selected_) continue;
+    auto& n = norms_[i];
+    n->weight.copy_(source->weight);
+    n->bias.copy_(source->bias);
+    n->running_mean.copy_(source->running_mean);
+    n->running_var.copy_(source->running_var);
+    n->num_batches_tracked.copy_(source->num_batches_tracked);
+  }
 }
 
 void SwitchableBatchNorm2dImpl::set_capture(bool capture) {

@@ -461,9 +461,42 @@ std::map<std::string, std::string> OneShotQuantizer::option_map() const {
   for (int b : options_.weight_candidates()) candidates += (candidates.empty() ? "" : ",") + std::to_string(b);
   std::map<std::string, std::string> options{{"weight_candidates", candidates},
                                              {"fixed_bits", std::to_string(options_.fixed_bits())},
-                                             {"fix_first_last", options_.fix_first_last() ? "1" : "0"}};
+                                             {"fix_first_last", options_.fix_first_last() ? "1" : "0"},
+                                             {"config", to_json(layers(), config_).dump()}};
   add_discovery_options(options, options_.discovery());
   return options;
+}
+
+bool apply_stored_config(torch::nn::Module& model, const std::map<std::string, std::string>& options) {
+  const auto it = options.find("config");
+  if (it == options.end()) return false;
+  const auto json = nlohmann::json::parse(it->second, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded() || !json.is_object() || json.value("format", "") != "diffq-bitconfig") return false;
+  DIFFQ_CHECK(json.contains("layers") && json["layers"].is_array(), "the stored configuration has no layers");
+  std::map<std::string, std::shared_ptr<torch::nn::Module>> modules;
+  for (const auto& item : model.named_modules()) modules[item.key()] = item.value();
+  for (const auto& entry : json["layers"]) {
+    DIFFQ_CHECK(entry.is_object() && entry.contains("name") && entry["name"].is_string() &&
+                    entry.contains("weight_bits") && entry["weight_bits"].is_number_integer() &&
+                    entry.contains("activation_bits") && entry["activation_bits"].is_number_integer(),
+                "a layer of the stored configuration lacks its name or bits");
+    const auto name = entry["name"].get<std::string>();
+    const int w = entry["weight_bits"].get<int>(), a = entry["activation_bits"].get<int>();
+    if (auto act = modules.find(name + ".act"); act != modules.end()) {
+      auto q = std::dynamic_pointer_cast<ActivationQuantizerImpl>(act->second);
+      DIFFQ_CHECK(q != nullptr, "'", name, ".act' is not an activation quantizer");
+      q->set_bits(a);
+    } else {
+      DIFFQ_CHECK(a == 0, "the stored configuration quantizes the input of '", name,
+                  "' but the model has no activation quantizer there");
+    }
+    if (auto bn = modules.find(name + ".bn"); bn != modules.end()) {
+      auto n = std::dynamic_pointer_cast<SwitchableBatchNorm2dImpl>(bn->second);
+      DIFFQ_CHECK(n != nullptr, "'", name, ".bn' is not a switchable BatchNorm");
+      n->select(w, a != 0 ? a : n->options.activation_candidates().back());
+    }
+  }
+  return true;
 }
 
 }  // namespace oneshot

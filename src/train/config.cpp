@@ -25,6 +25,7 @@ void for_each_field(Config& c, Visit&& visit) {
   visit("dim", c.model.dim);
   visit("layers", c.model.layers);
   visit("model_file", c.model_file);
+  visit("init", c.init);
   visit("method", c.method);
   visit("vocab_size", c.data.vocab_size);
   visit("train_limit", c.data.train_limit);

@@ -17,6 +17,7 @@
 #include "diffq/batchnorm.h"
 #include "diffq/error.h"
 #include "diffq/format.h"
+#include "diffq/oneshot/oneshot_quantizer.h"
 #include "diffq/train/distributed.h"
 #include "diffq/train/loop.h"
 #include "diffq/train/tasks.h"
@@ -121,13 +122,19 @@ class Run {
 
  private:
   nlohmann::json record() const {
-    return {{"identity", identity_},
-            {"world_size", comm_->world_size()},
-            {"epoch", position_.epoch},
-            {"step", position_.step},
-            {"log_lines", log_lines_},
-            {"train_seconds", train_seconds_},
-            {"score", {score_.loss_sum, score_.correct, score_.count}}};
+    nlohmann::json r{{"identity", identity_},
+                     {"world_size", comm_->world_size()},
+                     {"epoch", position_.epoch},
+                     {"step", position_.step},
+                     {"log_lines", log_lines_},
+                     {"train_seconds", train_seconds_},
+                     {"score", {score_.loss_sum, score_.correct, score_.count}}};
+    // One-shot: the bit-width scheduler's state (the current weight candidates).
+    if (auto* q = dynamic_cast<const oneshot::OneShotQuantizer*>(trainer_.quantizer())) {
+      auto& candidates = r["oneshot_candidates"] = nlohmann::json::array();
+      for (size_t i = 0; i < q->layers().size(); ++i) candidates.push_back(q->weight_candidates(i));
+    }
+    return r;
   }
 
   void checkpoint(const nlohmann::json& record) {
@@ -171,9 +178,18 @@ class Run {
     train_seconds_ = r.at("train_seconds").get<double>();
     const auto& s = r.at("score");
     score_ = Score{s.at(0).get<double>(), s.at(1).get<double>(), s.at(2).get<double>()};
+    restore_candidates(r);
     dir_.reset_log(log_lines_);
     progress_.message("resuming " + dir_.dir() + " at epoch " + std::to_string(position_.epoch + 1) + ", step " +
                       std::to_string(position_.step) + "/" + std::to_string(plan_.steps_per_epoch()));
+  }
+
+  void restore_candidates(const nlohmann::json& r) {
+    auto* q = dynamic_cast<oneshot::OneShotQuantizer*>(trainer_.quantizer());
+    if (!q || !r.contains("oneshot_candidates")) return;
+    const auto& c = r["oneshot_candidates"];
+    DIFFQ_CHECK(c.is_array() && c.size() == q->layers().size(), "the checkpoint's one-shot candidates do not fit the model");
+    for (size_t i = 0; i < c.size(); ++i) q->set_weight_candidates(i, c[i].get<std::vector<int>>());
   }
 
   [[noreturn]] void refuse_other_run(const std::string& saved_text) const {
@@ -252,6 +268,14 @@ class Run {
 
   void finish(TrainResult& result) {
     const auto t0 = std::chrono::steady_clock::now();
+    // One-shot: the coupled network (float weights, every candidate's steps,
+    // every BatchNorm, the scheduler's candidates) for `diffq search`, kept
+    // before any recalibration.
+    std::string coupled;
+    if (dir_.writes() && dynamic_cast<oneshot::OneShotQuantizer*>(trainer_.quantizer())) {
+      coupled = (std::filesystem::path(dir_.dir()) / kCoupledFile).string();
+      trainer_.save_checkpoint(coupled, record());
+    }
     const int64_t recalibrated = config_.recalibrate > 0 ? recalibrate() : 0;
     QuantizedState state = trainer_.quantized_state();
     record_run(state, config_);
@@ -290,6 +314,7 @@ class Run {
       m["gradient_bytes_per_step"] = parallel_->gradient_bytes();
       m["quantizer_gradient_bytes_per_step"] = parallel_->quantizer_gradient_bytes();
     }
+    if (!coupled.empty()) m["coupled_network"] = coupled;
     progress_.final_summary(m);
     dir_.finish(m);
     result.state = std::move(state);

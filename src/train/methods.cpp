@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <fstream>
 #include <type_traits>
 
 #include "diffq/quant_noise.h"
@@ -177,9 +178,39 @@ MethodInfo oneshot_method() {
   return m;
 }
 
+MethodInfo lsq_mixed_method() {
+  auto m = method("lsq-mixed",
+                  "LSQ quantization-aware training of one mixed-precision configuration (--opt config=FILE.json, "
+                  "as written by `diffq search`), with the one-shot quantizer's modules",
+                  with_discovery({"bits_lr"}));
+  m.extra_options = {"config"};
+  m.default_own_lr = [](double lr) { return lr / 100; };  // as oneshot
+  m.make = [](const ModelRef& model, const MethodOptions& o, uint64_t) {
+    const auto it = o.extra.find("config");
+    DIFFQ_CHECK(it != o.extra.end(), "lsq-mixed needs --opt config=FILE.json (a configuration written by `diffq search`)");
+    std::ifstream in(it->second);
+    DIFFQ_CHECK(in.good(), "cannot read the configuration '", it->second, "'");
+    const auto json = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    DIFFQ_CHECK(!json.is_discarded(), "the configuration '", it->second, "' is not valid JSON");
+    auto d = discovery(o);
+    if (o.min_size == DiscoveryOptions().min_size()) d.min_size(0);
+    auto q = std::make_unique<oneshot::OneShotQuantizer>(model, oneshot::OneShotOptions().discovery(d));
+    oneshot::BitConfig config;
+    try {
+      config = oneshot::config_from_json(q->layers(), json);
+    } catch (const Error& e) {
+      throw Error("the configuration '" + it->second + "': " + e.what());
+    }
+    for (size_t i : q->searchable_layers()) q->set_weight_candidates(i, {config.layers[i].weight});
+    q->set_config(config);
+    return std::unique_ptr<Quantizer>(std::move(q));
+  };
+  return m;
+}
+
 std::vector<MethodInfo> registry() {
   return {method("fp32", "float32 baseline, no quantization"), uniform_method(false), uniform_method(true),
-          lsq_method(), diffq_method(), quant_noise_method(), oneshot_method()};
+          lsq_method(), diffq_method(), quant_noise_method(), oneshot_method(), lsq_mixed_method()};
 }
 
 }  // namespace
@@ -273,6 +304,7 @@ void check_method_options(const MethodInfo& method, const MethodOptions& o) {
     const auto& known = method.extra_options;
     if (std::find(known.begin(), known.end(), kv.first) != known.end()) {
       if (kv.first == "qn_mode") parse_quant_noise_mode(kv.second);
+      else if (kv.first == "config") DIFFQ_CHECK(!kv.second.empty(), "--opt config needs a file name");
       else finite(("--opt " + kv.first).c_str(), o.number(kv.first, 0));
       continue;
     }

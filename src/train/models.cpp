@@ -8,6 +8,7 @@
 
 #include "diffq/error.h"
 #include "diffq/number_text.h"
+#include "diffq/oneshot/resnet.h"
 
 namespace diffq {
 namespace models {
@@ -236,7 +237,7 @@ struct LstmLm : Model {
 std::vector<std::string> task_names() { return {"fashion-mnist", "kjv-lm"}; }
 
 std::vector<std::string> model_names(const std::string& task) {
-  if (task == "fashion-mnist") return {"cnn", "resnet20", "mobilenet", "vit"};
+  if (task == "fashion-mnist") return {"cnn", "resnet20", "mobilenet", "vit", "oneshot-resnet"};
   if (task == "kjv-lm") return {"transformer", "lstm"};
   throw Error("unknown task '" + task + "' (fashion-mnist or kjv-lm)");
 }
@@ -249,6 +250,9 @@ std::string describe_model(const std::string& task, const std::string& name) {
     if (name == "mobilenet")
       return "MobileNet style: 5 depthwise-separable blocks, 32..256 channels, GroupNorm (--norm batch: BatchNorm)";
     if (name == "vit") return "vision transformer: 16 patches of 7x7, width 64, 4 layers, 4 heads";
+    if (name == "oneshot-resnet")
+      return "one-shot mixed-precision ResNet: 3 stages of 2 basic blocks, 8-16-32 channels, activation "
+             "quantizers and switchable BatchNorm (W2..6 A2..6; stem W8 float input, classifier W8A8)";
   } else if (task == "kjv-lm") {
     if (name == "transformer") return "causal pre-norm Transformer, 4 heads, tied embeddings";
     if (name == "lstm") return "LSTM, tied embeddings";
@@ -270,6 +274,10 @@ std::shared_ptr<Model> make_model(const ModelConfig& c) {
     if (c.name == "cnn") return std::make_shared<SmallCnn>(c.width);
     if (c.name == "resnet20") return std::make_shared<ResNet20>(c.width, kind);
     if (c.name == "mobilenet") return std::make_shared<MobileNet>(c.width, kind);
+    if (c.name == "oneshot-resnet") {
+      return oneshot::make_oneshot_resnet(oneshot::OneShotResNetOptions().channels(
+          {scaled(8, c.width), scaled(16, c.width), scaled(32, c.width)}));
+    }
     return std::make_shared<Vit>(c.width);
   }
   DIFFQ_CHECK(c.vocab >= 2, "language model needs a vocabulary of at least 2 words");

@@ -7,6 +7,8 @@
 #include <torch/torch.h>
 
 #include "diffq/error.h"
+#include "diffq/format.h"
+#include "diffq/oneshot/oneshot_quantizer.h"
 #include "diffq/regular_file.h"
 #include "diffq/restore.h"
 #include "diffq/train/experiment.h"
@@ -50,10 +52,37 @@ RunModel zoo_model(std::shared_ptr<models::Model> model) {
 
 }  // namespace
 
+namespace {
+
+// Starts `model` (built from `config`) from the model file `config.init`.
+void initialise_from(const RunModel& model, const TrainConfig& config) {
+  const std::string& path = config.init;
+  require_regular_file(path, "the initial model (--init)");
+  const auto state = load(path);
+  if (model.script) {
+    restore_validated(*model.script, state);
+    return;
+  }
+  const auto file = models::model_config_from_options(state.options);
+  DIFFQ_CHECK(file.task == config.model.task && file.name == config.model.name && file.width == config.model.width,
+              "the initial model '", path, "' is a ", file.task, " ", file.name, " of width ", file.width,
+              "; this run trains a ", config.model.task, " ", config.model.name, " of width ", config.model.width);
+  restore_validated(*model.zoo, state);
+  // Every bit pair's BatchNorm starts from the one the file's model ran.
+  for (const auto& m : model.zoo->modules(true))
+    if (auto bn = std::dynamic_pointer_cast<oneshot::SwitchableBatchNorm2dImpl>(m)) bn->copy_selected_to_all();
+}
+
+}  // namespace
+
 RunModel build_run_model(const TrainConfig& config) {
-  if (!config.model_file.empty()) return script_model(config.model_file);
-  torch::manual_seed(derive_seed(config.seed, 0, Stream::kInit));
-  return zoo_model(models::make_model(config.model));
+  RunModel model = [&] {
+    if (!config.model_file.empty()) return script_model(config.model_file);
+    torch::manual_seed(derive_seed(config.seed, 0, Stream::kInit));
+    return zoo_model(models::make_model(config.model));
+  }();
+  if (!config.init.empty()) initialise_from(model, config);
+  return model;
 }
 
 void check_arch_fits_file(const models::ModelConfig& c, const QuantizedState& state) {
@@ -91,6 +120,7 @@ RunModel restored_model(const QuantizedState& state, const std::string& model_fi
     check_arch_fits_file(config, state);
     auto model = models::make_model(config);
     restore_validated(*model, state);
+    oneshot::apply_stored_config(*model, state.options);  // bits of a one-shot model's layers
     return zoo_model(model);
   }
   RunModel m = script_model(model_file);

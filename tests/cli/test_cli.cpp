@@ -194,6 +194,7 @@ TEST(Cli, TrainEvalInspectDiffQ) {
 
 TEST(Cli, EveryMethodTrains) {
   for (const auto& method : diffq::train::methods()) {
+    if (method.name == "lsq-mixed") continue;  // needs a configuration file: OneShotCli.*
     const auto dir = cli_test::temp_dir("m_" + method.name);
     std::vector<std::string> more;
     if (method.name != "fp32" && method.name != "diffq" && method.name != "oneshot") more = {"--bits", "4"};

@@ -7,7 +7,8 @@ diffq_add_test(test_cli
   ${CMAKE_CURRENT_LIST_DIR}/test_run_ownership.cpp
   ${CMAKE_CURRENT_LIST_DIR}/test_signals.cpp
   ${CMAKE_CURRENT_LIST_DIR}/test_bad_options.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/test_hostile_files.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/test_hostile_files.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/test_oneshot_cli.cpp)
 target_link_libraries(test_cli PRIVATE diffq_cli xxhash)
 target_compile_definitions(test_cli PRIVATE
   DIFFQ_TOOL="$<TARGET_FILE:diffq_tool>"

@@ -108,12 +108,17 @@ TEST(OneShotTraining, SchedulerDropsTheLowestCandidateOfTheMostTurbulentLayers) 
   Trainer trainer(net, oneshot_options());
   auto& q = quantizer_of(trainer);
   OneShotStep step(OneShotStepOptions().steps_per_epoch(1));
-  const int64_t total = 20;
-  EXPECT_FALSE(step.schedule(trainer, 0, total));  // warm-up: one epoch
+  const int64_t total = 40;
+  const auto plan = oneshot::SchedulePlan::for_budget(total, 1);
+  ASSERT_GT(plan.warmup_steps, 0);
+  EXPECT_FALSE(step.schedule(trainer, 0, total));  // warm-up
   const auto turbulence = q.turbulence();
-  ASSERT_TRUE(step.schedule(trainer, 1, total));
+  const int64_t first = plan.warmup_steps;
+  ASSERT_TRUE(plan.due(first));
+  ASSERT_TRUE(step.schedule(trainer, first, total));
   const auto searchable = q.searchable_layers();
-  const auto quota = static_cast<size_t>(std::floor(oneshot::shrink_ratio(1.0 / total) * double(searchable.size())));
+  const auto quota =
+      static_cast<size_t>(std::floor(oneshot::shrink_ratio(double(first) / total) * double(searchable.size())));
   ASSERT_GT(quota, 0u);
   std::vector<size_t> dropped;
   for (size_t i : searchable) {
@@ -128,10 +133,11 @@ TEST(OneShotTraining, SchedulerDropsTheLowestCandidateOfTheMostTurbulentLayers) 
     else highest_kept = std::max(highest_kept, turbulence[i]);
   }
   EXPECT_GE(lowest_dropped, highest_kept);
-  EXPECT_FALSE(step.schedule(trainer, 2, total));  // period: two epochs
-  // Scheduler off: nothing changes.
+  // It runs exactly at the plan's steps.
+  for (int64_t s = first + 1; s < total; ++s) EXPECT_EQ(step.schedule(trainer, s, total), plan.due(s)) << s;
+  // Scheduler off: never.
   OneShotStep off(OneShotStepOptions().steps_per_epoch(1).scheduler(false));
-  EXPECT_FALSE(off.schedule(trainer, 3, total));
+  for (int64_t s = 0; s < total; ++s) EXPECT_FALSE(off.schedule(trainer, s, total));
 }
 
 TEST(OneShotTraining, TrainingIsDeterministicAndLearns) {

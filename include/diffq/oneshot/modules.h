@@ -52,7 +52,8 @@ struct ActivationQuantizerOptions {
 /// (float). Parameter `steps` [candidates], buffer `initialized` (bool).
 class ActivationQuantizerImpl : public torch::nn::Cloneable<ActivationQuantizerImpl> {
  public:
-  /// A quantizer with `options`; starts at its largest candidate.
+  /// A quantizer with `options`; starts in float (bits 0) until a quantizer
+  /// sets its bits, so a float pretraining of the model is plain float.
   explicit ActivationQuantizerImpl(ActivationQuantizerOptions options = {});
   /// (Re)creates the steps (1.0, not initialised) and the flags.
   void reset() override;
@@ -123,6 +124,10 @@ class SwitchableBatchNorm2dImpl : public torch::nn::Cloneable<SwitchableBatchNor
   torch::nn::BatchNorm2d& selected_norm() { return norms_.at(selected_); }
   /// Name of the child of a pair ("w4a3", or "w4" by weight bits).
   std::string child_name(int weight_bits, int activation_bits) const;
+  /// Copies the selected BatchNorm's parameters and running statistics into
+  /// every other one (a float-pretrained model's BatchNorm, the one it
+  /// trained, becomes the start of every bit pair).
+  void copy_selected_to_all();
   /// Starts (true) or stops keeping the output of each forward.
   void set_capture(bool capture);
   /// The last output kept (undefined when not capturing).

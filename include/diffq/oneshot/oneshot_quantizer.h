@@ -144,5 +144,12 @@ class OneShotQuantizer : public Quantizer {
   BitConfig config_;
 };
 
+/// Sets the activation bits and BatchNorm selection of a restored one-shot
+/// model's layers from the configuration its model file stores (option
+/// "config", written by `OneShotQuantizer`): the modules `<layer>.act` and
+/// `<layer>.bn`. Returns false (nothing done) when the options hold no
+/// configuration; throws `diffq::Error` when it does not fit the model.
+bool apply_stored_config(torch::nn::Module& model, const std::map<std::string, std::string>& options);
+
 }  // namespace oneshot
 }  // namespace diffq

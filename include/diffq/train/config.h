@@ -40,6 +40,11 @@ struct TrainConfig {
   /// A TorchScript file to train instead of a built-in model (its forward
   /// maps the task's input to logits); empty = the built-in `model.name`.
   std::string model_file;
+  /// A model file (a finished run's model.diffq, same architecture) whose
+  /// weights and buffers start the training instead of a fresh
+  /// initialisation; empty = none. Switchable BatchNorm layers start every
+  /// bit pair from the BatchNorm the file's model ran (one-shot methods).
+  std::string init;
   /// Method name (see `methods()`).
   std::string method = "diffq";
   /// Method options.

@@ -18,6 +18,10 @@
 namespace diffq {
 namespace train {
 
+/// File name, in a one-shot run's directory, of the coupled network (a
+/// trainer checkpoint kept after the run) that `diffq search` reads.
+constexpr const char* kCoupledFile = "coupled.pt";
+
 /// What a run produced.
 struct TrainResult {
   /// The metrics (also written as metrics.json).

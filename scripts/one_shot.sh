@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# One-shot mixed precision on Fashion-MNIST (docs/results/one_shot.md):
+# float pretraining -> one coupled training run (--method oneshot) ->
+# `diffq search` at the BitOPs of uniform W3A3, W4A4, W5A5 plus the uniform
+# read-outs W2A2..W6A6 (zero retraining) -> LSQ-QAT of the three searched
+# configurations and of uniform W3A3 / W4A4 trained separately (lsq-mixed)
+# from the same float model, same epochs as the coupled run. Per seed.
+#
+# Usage: scripts/one_shot.sh [seed...]   (default: 0 1 2)
+# Environment: DIFFQ (tool), DATA, RUNS (default docs/results/one_shot_runs),
+# FLOAT_EPOCHS, EPOCHS, TRAIN_LIMIT (the rest of the training set is the
+# search's held-out data), BATCH, WIDTH, JOBS (runs in parallel).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DIFFQ=${DIFFQ:-build/tools/diffq}
+DATA=${DATA:-/usr/share/datasets/fashion-mnist}
+RUNS=${RUNS:-docs/results/one_shot_runs}
+FLOAT_EPOCHS=${FLOAT_EPOCHS:-3}
+EPOCHS=${EPOCHS:-2}
+TRAIN_LIMIT=${TRAIN_LIMIT:-50000}
+BATCH=${BATCH:-128}
+WIDTH=${WIDTH:-1}
+JOBS=${JOBS:-2}
+SEEDS=("$@")
+[[ ${#SEEDS[@]} -gt 0 ]] || SEEDS=(0 1 2)
+BASE="--model oneshot-resnet --width $WIDTH --batch-size $BATCH --train-limit $TRAIN_LIMIT --data-dir $DATA --threads 1 --progress none"
+export BASE
+source scripts/run_grid.sh
+mkdir -p "$RUNS"
+
+# 1. float pretraining (all seeds in parallel)
+jobs=$(mktemp)
+for s in "${SEEDS[@]}"; do echo "fp32_s$s|--method fp32 --epochs $FLOAT_EPOCHS --seed $s" >> "$jobs"; done
+run_grid "$jobs"
+
+# 2. coupled training from the float model
+jobs=$(mktemp)
+for s in "${SEEDS[@]}"; do
+  echo "oneshot_s$s|--method oneshot --epochs $EPOCHS --lr 5e-4 --seed $s --init $RUNS/fp32_s$s/model.diffq" >> "$jobs"
+done
+run_grid "$jobs"
+
+# 3. search (zero retraining): three budgets and the uniform read-outs
+for s in "${SEEDS[@]}"; do
+  out="$RUNS/oneshot_s$s/search"
+  if [[ -f "$out/points.json" ]]; then echo "skip search s$s (done)"; continue; fi
+  echo "search s$s"
+  "$DIFFQ" search "$RUNS/oneshot_s$s" --budget-bitops W3A3 --budget-bitops W4A4 --budget-bitops W5A5 --uniform \
+    --data-dir "$DATA" --out "$out" > "$RUNS/oneshot_s$s/search.txt"
+done
+
+# 4. separately trained LSQ of the searched and the uniform configurations
+jobs=$(mktemp)
+for s in "${SEEDS[@]}"; do
+  out="$RUNS/oneshot_s$s/search"
+  for c in bitops_W3A3 bitops_W4A4 bitops_W5A5 W3A3 W4A4; do
+    echo "lsq_${c}_s$s|--method lsq-mixed --epochs $EPOCHS --lr 5e-4 --seed $s --init $RUNS/fp32_s$s/model.diffq --opt config=$out/$c.json" >> "$jobs"
+  done
+done
+run_grid "$jobs"
+
+python3 scripts/one_shot_table.py "$RUNS" > docs/results/one_shot.md
+echo "wrote docs/results/one_shot.md"
