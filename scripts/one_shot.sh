@@ -17,7 +17,7 @@ DATA=${DATA:-/usr/share/datasets/fashion-mnist}
 RUNS=${RUNS:-docs/results/one_shot_runs}
 FLOAT_EPOCHS=${FLOAT_EPOCHS:-3}
 EPOCHS=${EPOCHS:-2}
-TRAIN_LIMIT=${TRAIN_LIMIT:-50000}
+TRAIN_LIMIT=${TRAIN_LIMIT:-30000}
 BATCH=${BATCH:-128}
 WIDTH=${WIDTH:-1}
 JOBS=${JOBS:-2}
@@ -41,13 +41,16 @@ done
 run_grid "$jobs"
 
 # 3. search (zero retraining): three budgets and the uniform read-outs
-for s in "${SEEDS[@]}"; do
-  out="$RUNS/oneshot_s$s/search"
-  if [[ -f "$out/points.json" ]]; then echo "skip search s$s (done)"; continue; fi
+search_seed() {
+  local s=$1 out="$RUNS/oneshot_s$1/search"
+  if [[ -f "$out/points.json" ]]; then echo "skip search s$s (done)"; return 0; fi
   echo "search s$s"
   "$DIFFQ" search "$RUNS/oneshot_s$s" --budget-bitops W3A3 --budget-bitops W4A4 --budget-bitops W5A5 --uniform \
-    --data-dir "$DATA" --out "$out" > "$RUNS/oneshot_s$s/search.txt"
-done
+    --data-dir "$DATA" --out "$out" > "$RUNS/oneshot_s$s/search.txt" 2>&1 || echo "FAILED search s$s"
+}
+export -f search_seed
+export DATA
+printf '%s\n' "${SEEDS[@]}" | xargs -P "$JOBS" -I{} bash -c 'search_seed {}'
 
 # 4. separately trained LSQ of the searched and the uniform configurations
 jobs=$(mktemp)

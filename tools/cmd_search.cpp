@@ -51,6 +51,10 @@ Command add_search(CLI::App& app) {
   s->add_option("--held-out-batches", o.held_out_batches, "distinct held-out batches, cycled")->capture_default_str();
   s->add_option("--calibration-batches", o.calibration_batches, "training batches of the BatchNorm recalibration")
       ->capture_default_str();
+  s->add_option("--error-weight", o.search.error_weight, "score = w·err/err_max − (1 − cost/cost_max): w")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  s->add_flag("--down-only", [f](int64_t) { f->options.search.up_moves = false; },
+              "descent rounds try steps down only (steps up only in the final fill phase)");
   s->add_option("--data-dir", o.data.fashion_dir, "Fashion-MNIST directory")->capture_default_str();
   s->add_option("--threads", o.threads, "intra-op threads")->capture_default_str()->check(CLI::Range(1, 256));
   s->add_option("--out", o.out_dir, "output directory (default RUN/search)");

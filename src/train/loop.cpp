@@ -116,8 +116,12 @@ StepResult Trainer::step(const Batch& batch) {
   model_.set_training(true);
   set_lr(*optimizer_, learning_rate());
   freeze_bits_if_due(/*shift=*/true);
-  optimizer_->zero_grad();
-  if (own_optimizer_) own_optimizer_->zero_grad();
+  // Gradients start undefined (PyTorch's zero_grad(set_to_none=True)): a
+  // tensor no pass reaches in this step (a BatchNorm of a bit pair no path
+  // ran) is left alone by Adam, instead of being moved by its momentum on a
+  // zero gradient; a resumed run, whose gradients start undefined, then
+  // continues exactly.
+  for (auto& p : parameters_) p.mutable_grad() = torch::Tensor();
   StepResult result = strategy_->compute_gradients(*this, batch);
   DIFFQ_CHECK(std::isfinite(result.loss.item<double>()), "the training loss is not finite at step ",
               global_step_, " (try a lower learning rate)");

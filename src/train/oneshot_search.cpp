@@ -175,7 +175,7 @@ class Searcher {
 
   SearchPoint search_point(oneshot::CostKind kind, double budget, const std::string& text) {
     const auto t0 = std::chrono::steady_clock::now();
-    oneshot::SearchOptions o;
+    oneshot::SearchOptions o = options_.search;
     o.cost = kind;
     o.budget = budget;
     auto forward = [this](const torch::Tensor& x) { return model_->zoo->forward(x); };

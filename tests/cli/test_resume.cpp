@@ -1,5 +1,6 @@
 // Resume: a run interrupted (as if killed) and resumed ends exactly like the
 // uninterrupted run (fixed seed, one thread).
+#include <map>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -15,14 +16,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
-train::TrainConfig tiny(const std::string& method, const std::string& out) {
+train::TrainConfig tiny(const std::string& method, const std::string& out, const std::string& model = "cnn") {
   train::TrainConfig c;
   c.model.task = "fashion-mnist";
-  c.model.name = "cnn";
-  c.model.width = 0.25;
+  c.model.name = model;
+  c.model.width = model == "cnn" ? 0.25 : 0.5;
   c.method = method;
   c.method_options.bits = 3;
-  c.method_options.min_size = 0.001;
+  // One-shot: every conv and linear weight (the last one is the classifier).
+  c.method_options.min_size = model == "cnn" ? 0.001 : 0.0;
   c.method_options.group_size = 8;
   c.method_options.penalty = 20;
   c.data.fashion_dir = cli_test::tiny_fashion();
@@ -64,11 +66,15 @@ std::vector<nlohmann::json> log_without_time(const std::string& dir) {
   return lines;
 }
 
-void check_resume(const std::string& method, std::vector<int64_t> stops) {
+void check_resume(const std::string& method, std::vector<int64_t> stops, const std::string& model = "cnn",
+                  const std::map<std::string, std::string>& extra = {}) {
   const auto base = cli_test::temp_dir("resume_" + method);
-  const auto full = train::run_training(tiny(method, base + "/full"));
+  auto full_cfg = tiny(method, base + "/full", model);
+  full_cfg.method_options.extra = extra;
+  const auto full = train::run_training(full_cfg);
   ASSERT_FALSE(full.interrupted);
-  auto cfg = tiny(method, base + "/cut");
+  auto cfg = tiny(method, base + "/cut", model);
+  cfg.method_options.extra = extra;
   for (auto stop : stops) {
     cfg.stop_after_step = stop;
     auto r = train::run_training(cfg);
@@ -101,6 +107,13 @@ TEST(Resume, DiffQTwiceEqualsUninterrupted) { check_resume("diffq", {10, 11}); }
 TEST(Resume, LsqAtEpochBoundaryEqualsUninterrupted) { check_resume("lsq", {8}); }
 
 TEST(Resume, QatEqualsUninterrupted) { check_resume("qat", {4}); }
+
+// One-shot: random paths, the scheduler's candidates (it runs at steps on
+// both sides of the cut with 1-step "epochs"), weight and activation steps,
+// switchable BatchNorm, all optimizer states.
+TEST(Resume, OneShotEqualsUninterrupted) {
+  check_resume("oneshot", {5, 11}, "oneshot-resnet", {{"steps_per_epoch", "1"}, {"paths", "2"}});
+}
 
 TEST(Resume, RefusesCheckpointOfAnotherConfiguration) {
   const auto dir = cli_test::temp_dir("resume_other");

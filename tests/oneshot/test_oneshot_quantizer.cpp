@@ -161,6 +161,17 @@ TEST(SwitchableBatchNorm, OnlyTheSelectedPairLearnsStatistics) {
   EXPECT_EQ(by_weight->child_name(3, 6), "w3");
 }
 
+TEST(OneShotLayers, ConvolutionKeepsBiasAndDilation) {
+  // The public implementation's quantized convolution dropped both.
+  torch::manual_seed(2);
+  OneShotConv2d layer(OneShotConv2dOptions(3, 4, 3).padding(2).dilation(2).bias(true).batch_norm(false));
+  auto x = torch::randn({2, 3, 9, 9});
+  layer->act->set_bits(0);
+  auto expected = torch::conv2d(x, layer->conv->weight, layer->conv->bias, 1, 2, 2);
+  EXPECT_TRUE(torch::allclose(layer->forward(x), expected));
+  EXPECT_NE(layer->conv->bias.abs().sum().item<double>(), 0.0);
+}
+
 // ---------------------------------------------------------------- the quantizer
 
 std::shared_ptr<diffq::models::Model> small_resnet() {

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <unistd.h>
 
 #include <torch/torch.h>
 
@@ -164,4 +166,36 @@ TEST(OneShotTraining, TrainingIsDeterministicAndLearns) {
     last += losses[losses.size() - 1 - i] / 8;
   }
   EXPECT_LT(last, 0.8 * first) << first << " -> " << last;
+}
+
+TEST(OneShotTraining, CheckpointResumesBitIdentically) {
+  torch::set_num_threads(1);
+  const auto path = ::testing::TempDir() + "/oneshot_resume_" + std::to_string(::getpid()) + ".pt";
+  auto make = [] {
+    auto net = small_net(11);
+    return std::make_pair(net, std::make_unique<Trainer>(net, oneshot_options({{"steps_per_epoch", "1"}}).total_steps(6)));
+  };
+  auto [net_a, a] = make();
+  for (int s = 0; s < 6; ++s) a->step(quadrant_batch(16, 50 + s));
+  auto [net_b, b] = make();
+  for (int s = 0; s < 3; ++s) b->step(quadrant_batch(16, 50 + s));
+  nlohmann::json candidates = nlohmann::json::array();
+  auto& qb = quantizer_of(*b);
+  for (size_t i = 0; i < qb.layers().size(); ++i) candidates.push_back(qb.weight_candidates(i));
+  b->save_checkpoint(path, {{"candidates", candidates}});
+  auto [net_c, c] = make();
+  const auto extra = c->load_checkpoint(path);
+  auto& qc = quantizer_of(*c);
+  for (size_t i = 0; i < qc.layers().size(); ++i)
+    qc.set_weight_candidates(i, extra["candidates"][i].get<std::vector<int>>());
+  for (int s = 3; s < 6; ++s) c->step(quadrant_batch(16, 50 + s));
+  const auto pa = a->parameters(), pc = c->parameters();
+  ASSERT_EQ(pa.size(), pc.size());
+  auto names = net_a->named_parameters();
+  for (size_t i = 0; i < pa.size(); ++i)
+    EXPECT_TRUE(torch::equal(pa[i], pc[i])) << i << " " << (i < names.size() ? names[i].key() : "own")
+                                            << " max diff " << (pa[i] - pc[i]).abs().max().item<double>();
+  auto ba = net_a->named_buffers(), bc = net_c->named_buffers();
+  for (const auto& item : ba) EXPECT_TRUE(torch::equal(item.value(), bc[item.key()])) << item.key();
+  std::remove(path.c_str());
 }

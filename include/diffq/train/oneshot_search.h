@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "diffq/oneshot/bit_config.h"
+#include "diffq/oneshot/search.h"
 #include "diffq/train/config.h"
 
 namespace diffq {
@@ -41,6 +42,8 @@ struct SearchRunOptions {
   DataOptions data;
   /// Intra-op threads.
   int threads = 1;
+  /// The search's own options (`cost` and `budget` are set per point).
+  oneshot::SearchOptions search;
   /// Output directory (default: `run_dir`/search).
   std::string out_dir;
 };
