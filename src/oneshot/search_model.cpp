@@ -58,6 +58,34 @@ class ModeGuard {
   std::vector<std::pair<std::shared_ptr<torch::nn::Module>, bool>> modes_;
 };
 
+// Sets the momentum of `norms` for its lifetime; puts back each one's
+// momentum (and, with `keep_counters`, its batch counter) on exit, error or not.
+class MomentumGuard {
+ public:
+  MomentumGuard(std::vector<std::shared_ptr<torch::nn::BatchNorm2dImpl>> norms, c10::optional<double> momentum,
+                bool keep_counters)
+      : norms_(std::move(norms)) {
+    for (auto& bn : norms_) {
+      momentum_.push_back(bn->options.momentum());
+      counters_.push_back(keep_counters && bn->num_batches_tracked.defined() ? bn->num_batches_tracked.clone()
+                                                                             : torch::Tensor());
+      bn->options.momentum(momentum);
+    }
+  }
+  ~MomentumGuard() {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < norms_.size(); ++i) {
+      norms_[i]->options.momentum(momentum_[i]);
+      if (counters_[i].defined()) norms_[i]->num_batches_tracked.copy_(counters_[i]);
+    }
+  }
+
+ private:
+  std::vector<std::shared_ptr<torch::nn::BatchNorm2dImpl>> norms_;
+  std::vector<c10::optional<double>> momentum_;
+  std::vector<torch::Tensor> counters_;
+};
+
 double error_of(const torch::Tensor& outputs, const torch::Tensor& targets) {
   auto predicted = outputs.reshape({-1, outputs.size(-1)}).argmax(1);
   return 1.0 - predicted.eq(targets.reshape({-1})).to(torch::kFloat64).mean().item<double>();
@@ -72,28 +100,10 @@ double batch_statistics_error(torch::nn::Module& model, OneShotQuantizer& quanti
   ModeGuard modes(model);
   modes.batch_norm_only_training();
   // Momentum 0 keeps the running statistics; the counters are put back.
-  auto norms = batch_norms(model);
-  std::vector<c10::optional<double>> momentum;
-  std::vector<torch::Tensor> counters;
-  for (auto& bn : norms) {
-    momentum.push_back(bn->options.momentum());
-    counters.push_back(bn->num_batches_tracked.defined() ? bn->num_batches_tracked.clone() : torch::Tensor());
-    bn->options.momentum(0.0);
-  }
-  double error = 0;
-  try {
-    auto scope = quantizer.quantized_evaluation();
-    torch::NoGradGuard no_grad;
-    error = error_of(forward(batch.inputs), batch.targets);
-  } catch (...) {
-    for (size_t i = 0; i < norms.size(); ++i) norms[i]->options.momentum(momentum[i]);
-    throw;
-  }
+  MomentumGuard keep(batch_norms(model), 0.0, /*keep_counters=*/true);
+  auto scope = quantizer.quantized_evaluation();
   torch::NoGradGuard no_grad;
-  for (size_t i = 0; i < norms.size(); ++i) {
-    norms[i]->options.momentum(momentum[i]);
-    if (counters[i].defined()) norms[i]->num_batches_tracked.copy_(counters[i]);
-  }
+  const double error = error_of(forward(batch.inputs), batch.targets);
   return error;
 }
 
@@ -130,39 +140,13 @@ int64_t recalibrate_selected_batchnorm(torch::nn::Module& model, OneShotQuantize
   DIFFQ_CHECK(!inputs.empty(), "BatchNorm recalibration needs at least one batch");
   ModeGuard modes(model);
   modes.batch_norm_only_training();
-  std::vector<c10::optional<double>> momentum;
-  for (auto& bn : norms) {
-    momentum.push_back(bn->options.momentum());
-    bn->reset_running_stats();
-    bn->options.momentum(c10::nullopt);  // cumulative average: 1 / batches seen
-  }
-  try {
-    auto scope = quantizer.quantized_evaluation();
-    torch::NoGradGuard no_grad;
-    for (const auto& x : inputs) forward(x);
-  } catch (...) {
-    for (size_t i = 0; i < norms.size(); ++i) norms[i]->options.momentum(momentum[i]);
-    throw;
-  }
-  for (size_t i = 0; i < norms.size(); ++i) norms[i]->options.momentum(momentum[i]);
-  return static_cast<int64_t>(norms.size());
-}
-
-double quantized_accuracy(torch::nn::Module& model, OneShotQuantizer& quantizer, const Forward& forward,
-                          const std::vector<LabeledBatch>& batches) {
-  DIFFQ_CHECK(!batches.empty(), "accuracy needs batches");
-  ModeGuard modes(model);
-  model.eval();
+  for (auto& bn : norms) bn->reset_running_stats();
+  // No momentum: a cumulative average, 1 / batches seen.
+  MomentumGuard cumulative(norms, c10::nullopt, /*keep_counters=*/false);
   auto scope = quantizer.quantized_evaluation();
   torch::NoGradGuard no_grad;
-  double correct = 0, total = 0;
-  for (const auto& b : batches) {
-    auto outputs = forward(b.inputs);
-    auto p = outputs.reshape({-1, outputs.size(-1)}).argmax(1);
-    correct += p.eq(b.targets.reshape({-1})).sum().item<double>();
-    total += double(b.targets.numel());
-  }
-  return correct / total;
+  for (const auto& x : inputs) forward(x);
+  return static_cast<int64_t>(norms.size());
 }
 
 }  // namespace oneshot

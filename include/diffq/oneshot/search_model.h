@@ -60,10 +60,5 @@ SearchResult search_model(torch::nn::Module& model, OneShotQuantizer& quantizer,
 int64_t recalibrate_selected_batchnorm(torch::nn::Module& model, OneShotQuantizer& quantizer,
                                        const Forward& forward, const std::vector<torch::Tensor>& inputs);
 
-/// Top-1 accuracy in [0, 1] of the current configuration over `batches`, on
-/// the true quantized weights, model in eval mode (running statistics).
-double quantized_accuracy(torch::nn::Module& model, OneShotQuantizer& quantizer, const Forward& forward,
-                          const std::vector<LabeledBatch>& batches);
-
 }  // namespace oneshot
 }  // namespace diffq
