@@ -4,7 +4,11 @@
 # `diffq search` at the BitOPs of uniform W3A3, W4A4, W5A5 plus the uniform
 # read-outs W2A2..W6A6 (zero retraining) -> LSQ-QAT of the three searched
 # configurations and of uniform W3A3 / W4A4 trained separately (lsq-mixed)
-# from the same float model, same epochs as the coupled run. Per seed.
+# from the same float model, same epochs as the coupled run. Per seed. The
+# search runs twice: as `diffq search` does by default (soft held-out error,
+# final check against the uniform configuration of the budget's cost) and
+# without the final check (`--compare-rounds 0`, in search_greedy/), so that
+# the greedy configuration's own accuracy is on record too.
 #
 # Usage: scripts/one_shot.sh [seed...]   (default: 0 1 2)
 # Environment: DIFFQ (tool), DATA, RUNS (default docs/results/one_shot_runs),
@@ -48,9 +52,18 @@ search_seed() {
   "$DIFFQ" search "$RUNS/oneshot_s$s" --budget-bitops W3A3 --budget-bitops W4A4 --budget-bitops W5A5 --uniform \
     --data-dir "$DATA" --out "$out" > "$RUNS/oneshot_s$s/search.txt" 2>&1 || echo "FAILED search s$s"
 }
-export -f search_seed
+greedy_seed() {
+  local s=$1 out="$RUNS/oneshot_s$1/search_greedy"
+  if [[ -f "$out/points.json" ]]; then echo "skip greedy search s$s (done)"; return 0; fi
+  echo "greedy search s$s"
+  "$DIFFQ" search "$RUNS/oneshot_s$s" --budget-bitops W3A3 --budget-bitops W4A4 --budget-bitops W5A5 \
+    --compare-rounds 0 --data-dir "$DATA" --out "$out" > "$RUNS/oneshot_s$s/search_greedy.txt" 2>&1 ||
+    echo "FAILED greedy search s$s"
+}
+export -f search_seed greedy_seed
 export DATA
-printf '%s\n' "${SEEDS[@]}" | xargs -P "$JOBS" -I{} bash -c 'search_seed {}'
+{ printf 'search_seed %s\n' "${SEEDS[@]}"; printf 'greedy_seed %s\n' "${SEEDS[@]}"; } |
+  xargs -P "$JOBS" -I{} bash -c '{}'
 
 # 4. separately trained LSQ of the searched and the uniform configurations
 jobs=$(mktemp)

@@ -1,5 +1,6 @@
 // `diffq search`: configurations of a finished one-shot run for budgets.
 #include <cstdio>
+#include <map>
 #include <memory>
 
 #include <CLI/CLI.hpp>
@@ -23,6 +24,12 @@ void print_points(const std::vector<train::SearchPoint>& points, std::ostream& o
     std::snprintf(line, sizeof line, "%-16s %12.3f %10.5f %9.3f %8.2f%% %7.1f  %s\n", p.label.c_str(), p.bitops / 1e6,
                   p.weight_mib, p.mean_weight_bits, p.accuracy, p.seconds, oneshot::describe(p.config).c_str());
     out << line;
+    if (p.uniform_bits > 0) {
+      std::snprintf(line, sizeof line, "%-16s   final check: searched held-out error %.4f, uniform W%dA%d %.4f: %s\n",
+                    "", p.searched_error, p.uniform_bits, p.uniform_bits, p.uniform_error,
+                    p.uniform_kept ? "the uniform configuration is kept" : "the searched configuration is kept");
+      out << line;
+    }
   }
 }
 
@@ -55,6 +62,14 @@ Command add_search(CLI::App& app) {
       ->capture_default_str()->check(CLI::PositiveNumber);
   s->add_flag("--down-only", [f](int64_t) { f->options.search.up_moves = false; },
               "descent rounds try steps down only (steps up only in the final fill phase)");
+  s->add_option("--metric", o.metric, "the held-out error the search scores: soft (1 − mean probability of the true class: "
+                "less noisy, the default) or top1 (the misclassified fraction, the spec's)")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, oneshot::HeldOutError>{
+          {"top1", oneshot::HeldOutError::kTop1}, {"soft", oneshot::HeldOutError::kSoft}}));
+  s->add_option("--compare-rounds", o.search.compare_rounds,
+                "final check: held-out rounds on which the searched configuration is compared with the uniform "
+                "ones of cost within [0.9 B, B] (a strictly better uniform one is kept); 0 = no check")
+      ->capture_default_str()->check(CLI::Range(0, 1000));
   s->add_option("--data-dir", o.data.fashion_dir, "Fashion-MNIST directory")->capture_default_str();
   s->add_option("--threads", o.threads, "intra-op threads")->capture_default_str()->check(CLI::Range(1, 256));
   s->add_option("--out", o.out_dir, "output directory (default RUN/search)");

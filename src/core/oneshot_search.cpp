@@ -76,12 +76,14 @@ class Searcher {
   SearchResult run() {
     check_layers_and_options();
     const double budget = options_.budget;
-    result_.config = clamped_config(layers_, options_.start_bits, options_.start_bits);
+    const int nearest_bits = nearest_uniform_bits();
+    result_.start_bits = std::max(options_.start_bits, nearest_bits + 1);
+    result_.config = clamped_config(layers_, result_.start_bits, result_.start_bits);
     result_.cost = measure(result_.config);
     visited_.insert(config_key(result_.config));
     if (options_.cost == CostKind::kBitOps) {
       const double weight_target =
-          options_.phase_one_margin * measure(clamped_config(layers_, nearest_uniform_bits(), options_.start_bits));
+          options_.phase_one_margin * measure(clamped_config(layers_, nearest_bits, result_.start_bits));
       // Phase 1 stops at its own target or at the budget, whichever comes first.
       descend(SearchPhase::kWeights, Tensors::kWeights, std::max(weight_target, budget));
       if (!descend(SearchPhase::kActivations, Tensors::kActivations, budget) &&
@@ -91,6 +93,7 @@ class Searcher {
       if (!descend(SearchPhase::kWeights, Tensors::kWeights, budget)) stuck(budget);
     }
     if (options_.fill) fill(options_.cost == CostKind::kBitOps ? Tensors::kBoth : Tensors::kWeights);
+    if (options_.compare_rounds > 0) compare_with_uniform();
     return result_;
   }
 
@@ -103,6 +106,7 @@ class Searcher {
                 "the error weight must be positive, got ", options_.error_weight);
     DIFFQ_CHECK(options_.phase_one_margin > 0 && options_.phase_one_margin <= 1,
                 "the phase-one margin must be in (0, 1], got ", options_.phase_one_margin);
+    DIFFQ_CHECK(options_.compare_rounds >= 0, "compare_rounds must be 0 or more, got ", options_.compare_rounds);
     DIFFQ_CHECK(options_.max_iterations > 0, "max_iterations must be positive, got ", options_.max_iterations);
     bool searchable = false;
     for (const auto& l : layers_) {
@@ -247,6 +251,60 @@ class Searcher {
         if (m.move.cost <= options_.budget) within.push_back(std::move(m));
       if (within.empty()) return;
       apply_best(std::move(within), SearchPhase::kFill);
+    }
+  }
+
+  // The mean error of `config` over rounds [first, first + compare_rounds).
+  double mean_error(const BitConfig& config, int64_t first) {
+    double sum = 0;
+    for (int64_t r = 0; r < options_.compare_rounds; ++r) {
+      const double e = evaluate_(config, first + r);
+      ++result_.evaluations;
+      DIFFQ_CHECK(std::isfinite(e) && e >= 0 && e <= 1, "the evaluation of ", describe(config),
+                  " returned an error outside [0, 1]: ", e);
+      sum += e;
+    }
+    return sum / static_cast<double>(options_.compare_rounds);
+  }
+
+  void compare_with_uniform() {
+    const double lower = 0.9 * options_.budget;
+    int lowest = std::numeric_limits<int>::max(), highest = std::numeric_limits<int>::min();
+    for (const auto& l : layers_) {
+      if (l.fixed) continue;
+      lowest = std::min(lowest, l.weight_candidates.front());
+      highest = std::max(highest, l.weight_candidates.back());
+    }
+    // The qualifying uniform configurations, most expensive first, without
+    // the searched one itself.
+    std::vector<std::pair<int, BitConfig>> uniform;
+    std::set<std::vector<int>> seen{config_key(result_.config)};
+    for (int b = highest; b >= lowest; --b) {
+      auto c = clamped_config(layers_, b, b);
+      // Size budgets move weights only: activations stay where the search keeps them.
+      if (options_.cost == CostKind::kSizeBits)
+        for (size_t i = 0; i < layers_.size(); ++i) c.layers[i].activation = result_.config.layers[i].activation;
+      const double v = measure(c);
+      if (v < lower || v > options_.budget || !seen.insert(config_key(c)).second) continue;
+      uniform.emplace_back(b, std::move(c));
+    }
+    if (uniform.empty()) return;
+    const int64_t first = iteration_;
+    iteration_ += options_.compare_rounds;
+    result_.searched_error = mean_error(result_.config, first);
+    for (auto& [bits, config] : uniform) {
+      const double e = mean_error(config, first);
+      if (result_.uniform_bits == 0 || e < result_.uniform_error) {
+        result_.uniform_bits = bits;
+        result_.uniform_error = e;
+        if (e < result_.searched_error) {
+          result_.config = config;
+          result_.cost = measure(config);
+          result_.uniform_kept = true;
+        } else {
+          result_.uniform_kept = false;
+        }
+      }
     }
   }
 

@@ -1,6 +1,8 @@
 // The search of one-shot mixed precision on a coupled network.
 #include "diffq/oneshot/search_model.h"
 
+#include <algorithm>
+
 #include <torch/torch.h>
 
 #include "diffq/error.h"
@@ -86,7 +88,12 @@ class MomentumGuard {
   std::vector<torch::Tensor> counters_;
 };
 
-double error_of(const torch::Tensor& outputs, const torch::Tensor& targets) {
+double error_of(const torch::Tensor& outputs, const torch::Tensor& targets, HeldOutError metric) {
+  if (metric == HeldOutError::kSoft) {
+    auto p = outputs.reshape({-1, outputs.size(-1)}).to(torch::kFloat64).softmax(1);
+    auto truth = p.gather(1, targets.reshape({-1, 1}).to(torch::kInt64));
+    return std::clamp(1.0 - truth.mean().item<double>(), 0.0, 1.0);
+  }
   auto predicted = outputs.reshape({-1, outputs.size(-1)}).argmax(1);
   return 1.0 - predicted.eq(targets.reshape({-1})).to(torch::kFloat64).mean().item<double>();
 }
@@ -94,7 +101,7 @@ double error_of(const torch::Tensor& outputs, const torch::Tensor& targets) {
 }  // namespace
 
 double batch_statistics_error(torch::nn::Module& model, OneShotQuantizer& quantizer, const Forward& forward,
-                              const LabeledBatch& batch) {
+                              const LabeledBatch& batch, HeldOutError metric) {
   DIFFQ_CHECK(batch.inputs.defined() && batch.targets.defined() && batch.inputs.size(0) > 1,
               "a held-out batch needs inputs, targets and at least 2 examples (batch statistics)");
   ModeGuard modes(model);
@@ -103,12 +110,13 @@ double batch_statistics_error(torch::nn::Module& model, OneShotQuantizer& quanti
   MomentumGuard keep(batch_norms(model), 0.0, /*keep_counters=*/true);
   auto scope = quantizer.quantized_evaluation();
   torch::NoGradGuard no_grad;
-  const double error = error_of(forward(batch.inputs), batch.targets);
+  const double error = error_of(forward(batch.inputs), batch.targets, metric);
   return error;
 }
 
 SearchResult search_model(torch::nn::Module& model, OneShotQuantizer& quantizer, const Forward& forward,
-                          const std::vector<LabeledBatch>& held_out, const SearchOptions& options) {
+                          const std::vector<LabeledBatch>& held_out, const SearchOptions& options,
+                          HeldOutError metric) {
   DIFFQ_CHECK(!held_out.empty(), "the search needs held-out batches");
   const auto layers = quantizer.layers();
   if (options.cost == CostKind::kBitOps) {
@@ -119,7 +127,7 @@ SearchResult search_model(torch::nn::Module& model, OneShotQuantizer& quantizer,
   const auto before = quantizer.config();
   auto evaluate = [&](const BitConfig& config, int64_t iteration) {
     quantizer.set_config(config);
-    return batch_statistics_error(model, quantizer, forward, held_out[size_t(iteration) % held_out.size()]);
+    return batch_statistics_error(model, quantizer, forward, held_out[size_t(iteration) % held_out.size()], metric);
   };
   auto cost_of = [&](const BitConfig& config) { return cost(layers, config, options.cost); };
   SearchResult result;

@@ -179,10 +179,14 @@ class Searcher {
     o.cost = kind;
     o.budget = budget;
     auto forward = [this](const torch::Tensor& x) { return model_->zoo->forward(x); };
-    const auto found = oneshot::search_model(*model_->zoo, *quantizer_, forward, held_out_, o);
+    const auto found = oneshot::search_model(*model_->zoo, *quantizer_, forward, held_out_, o, options_.metric);
     auto point = evaluate((kind == oneshot::CostKind::kBitOps ? "bitops=" : "mib=") + text, found.config, t0);
     point.budget = kind == oneshot::CostKind::kBitOps ? budget : budget / (8.0 * 1048576.0);
     point.evaluations = found.evaluations;
+    point.searched_error = found.searched_error;
+    point.uniform_bits = found.uniform_bits;
+    point.uniform_error = found.uniform_error;
+    point.uniform_kept = found.uniform_kept;
     return point;
   }
 
@@ -231,6 +235,10 @@ class Searcher {
                        {"held_out_batches", options_.held_out_batches},
                        {"batch_size", options_.batch_size},
                        {"calibration_batches", calibration_.size()},
+                       {"metric", options_.metric == oneshot::HeldOutError::kSoft ? "soft" : "top1"},
+                       {"error_weight", options_.search.error_weight},
+                       {"up_moves", options_.search.up_moves},
+                       {"compare_rounds", options_.search.compare_rounds},
                        {"points", nlohmann::json::array()}};
     std::string dat = "# label bitops_millions weight_mib accuracy\n";
     for (const auto& p : points) {
@@ -240,6 +248,22 @@ class Searcher {
     }
     write_text(fs::path(out_dir_) / "points.json", all.dump(2) + "\n");
     write_text(fs::path(out_dir_) / "curve.dat", dat);
+    // `gnuplot curve.gnuplot` in the output directory draws curve.svg: the
+    // searched points as a line, the uniform read-outs as labelled points.
+    write_text(fs::path(out_dir_) / "curve.gnuplot",
+               "# Accuracy against BitOPs of `diffq search` (run: gnuplot curve.gnuplot).\n"
+               "set terminal svg size 720,480 font \"sans,12\"\n"
+               "set output \"curve.svg\"\n"
+               "set grid\n"
+               "set key bottom right\n"
+               "set xlabel \"BitOPs per example (millions)\"\n"
+               "set ylabel \"test accuracy (%), zero retraining\"\n"
+               "plot \"< awk '$1 ~ /^(bitops|mib)=/' curve.dat | sort -g -k2\" using 2:4 with linespoints pt 7 "
+               "title \"searched\", \\\n"
+               "     \"< awk '$1 ~ /^W[0-9]+A[0-9]+$/' curve.dat | sort -g -k2\" using 2:4 with points pt 5 "
+               "title \"uniform\", \\\n"
+               "     \"< awk '$1 ~ /^W[0-9]+A[0-9]+$/' curve.dat\" using 2:4:1 with labels offset char 0,1 "
+               "notitle\n");
   }
 
   SearchRunOptions options_;
@@ -265,6 +289,10 @@ nlohmann::json to_json(const SearchPoint& p) {
           {"mean_weight_bits", p.mean_weight_bits},
           {"accuracy", p.accuracy},
           {"evaluations", p.evaluations},
+          {"searched_error", p.searched_error},
+          {"uniform_bits", p.uniform_bits},
+          {"uniform_error", p.uniform_error},
+          {"uniform_kept", p.uniform_kept},
           {"seconds", p.seconds},
           {"config", oneshot::describe(p.config)},
           {"model_file", p.model_file},

@@ -4,6 +4,7 @@
 // identical), and `lsq-mixed` training of a searched configuration.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -74,6 +75,22 @@ TEST(OneShotCli, PretrainCoupledTrainingSearchEvalAndMixedRetraining) {
     EXPECT_NEAR(nlohmann::json::parse(pe.out)["accuracy"].get<double>(), p["accuracy"].get<double>(), 1e-9)
         << p["label"];
   }
+  // The final check compared the searched configuration with uniform W3A3
+  // (the only uniform one within [0.9·B, B]) on held-out rounds.
+  EXPECT_EQ(searched["uniform_bits"], 3);
+  EXPECT_GE(searched["searched_error"].get<double>(), 0.0);
+  EXPECT_GE(searched["uniform_error"].get<double>(), 0.0);
+  EXPECT_EQ(searched["uniform_kept"].get<bool>(),
+            searched["uniform_error"].get<double>() < searched["searched_error"].get<double>());
+  if (searched["uniform_kept"].get<bool>()) EXPECT_EQ(searched["config"], by_label.at("W3A3")["config"]);
+  EXPECT_EQ(by_label.at("W3A3")["uniform_bits"], 0);  // read-outs: no check
+  // The curve's data and its gnuplot script, which draws it.
+  ASSERT_TRUE(std::filesystem::exists(root + "/search/curve.gnuplot"));
+  if (std::system("command -v gnuplot > /dev/null 2>&1") == 0) {
+    const auto command = "cd '" + root + "/search' && gnuplot curve.gnuplot";
+    ASSERT_EQ(std::system(command.c_str()), 0);
+    EXPECT_GT(std::filesystem::file_size(root + "/search/curve.svg"), 1000u);
+  }
   auto inspect = run({"inspect", by_label.at("W3A3")["model_file"].get<std::string>()});
   ASSERT_EQ(inspect.status, 0) << inspect.err;
   // Rerunning gives the same configurations and accuracies (one thread).
@@ -104,6 +121,12 @@ TEST(OneShotCli, RefusalsNameTheProblem) {
   EXPECT_TRUE(contains(s.err, "coupled.pt")) << s.err;
   auto none = run({"search", root + "/fp32"});
   EXPECT_NE(none.status, 0);
+  auto metric = run({"search", root + "/fp32", "--uniform", "--metric", "top5"});
+  EXPECT_NE(metric.status, 0);
+  EXPECT_TRUE(contains(metric.err, "top5")) << metric.err;
+  auto rounds = run({"search", root + "/fp32", "--uniform", "--compare-rounds", "-1"});
+  EXPECT_NE(rounds.status, 0);
+  EXPECT_TRUE(contains(rounds.err, "compare-rounds")) << rounds.err;
   auto mixed = run(train_args(root + "/mixed", "lsq-mixed"));
   EXPECT_NE(mixed.status, 0);
   EXPECT_TRUE(contains(mixed.err, "--opt config=")) << mixed.err;

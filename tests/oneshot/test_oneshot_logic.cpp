@@ -436,7 +436,8 @@ TEST(Search, ZeroErrorEverywhereChoosesByCostAndBreaksTiesByLayer) {
   layers[2].macs = 5000;  // the most expensive layer goes first
   layers[3].macs = 5000;  // ... ties with this one: the lower index wins
   SearchOptions options;
-  options.budget = bitops(layers, uniform_config(layers, 5, 5)) - 1;
+  // b* = 6: the start is W6A6 (start_bits 5 raised to b* + 1, clamped).
+  options.budget = bitops(layers, uniform_config(layers, 6, 6)) - 1;
   options.fill = false;
   const auto r = search(
       layers, [](const BitConfig&, int64_t) { return 0.0; }, [&](const BitConfig& c) { return bitops(layers, c); },
@@ -444,7 +445,7 @@ TEST(Search, ZeroErrorEverywhereChoosesByCostAndBreaksTiesByLayer) {
   ASSERT_EQ(r.moves.size(), 1u);
   EXPECT_EQ(r.moves[0].layer, 2u);
   EXPECT_TRUE(r.moves[0].weight);
-  EXPECT_EQ(r.moves[0].to, 4);
+  EXPECT_EQ(r.moves[0].to, 5);
   EXPECT_EQ(r.moves[0].error, 0.0);
   EXPECT_TRUE(std::isfinite(r.moves[0].score));
   // A zero cost everywhere too (a budget of any size is met): no division by zero.
@@ -554,12 +555,111 @@ TEST(Search, StartBitsAreClampedIntoEachLayersCandidates) {
   toy.layers[2].weight_candidates = {2, 3};  // start 5 → 3
   toy.layers[3].activation_candidates = {6};  // start 5 → 6
   SearchOptions options;
-  options.budget = 1e12;  // already met: only fill moves
+  // About W3A3's cost: b* = 3, the start stays at start_bits = 5.
+  const auto plain = make_toy().layers;
+  options.budget = bitops(plain, uniform_config(plain, 3, 3));
   options.fill = false;
+  options.max_iterations = 1;  // only the start matters here
+  try {
+    run_toy(toy, options);
+  } catch (const diffq::Error&) {
+  }
+  ASSERT_FALSE(toy.calls.empty());
+  // Every candidate of the first round differs from the start in one tensor.
+  const auto& first = toy.calls.front().second;
+  EXPECT_TRUE(first.layers[2] == (LayerBits{2, 5}) || first.layers[2] == (LayerBits{3, 5}));
+  EXPECT_EQ(first.layers[3].activation, 6);
+  options.budget = 1e12;  // already met, b* = 6: the start is raised to 7, clamped to each layer's highest
+  options.max_iterations = 100000;
   const auto r = run_toy(toy, options);
   EXPECT_TRUE(r.moves.empty());
-  EXPECT_EQ(r.config.layers[2], (LayerBits{3, 5}));
-  EXPECT_EQ(r.config.layers[3], (LayerBits{5, 6}));
+  EXPECT_EQ(r.start_bits, 7);
+  EXPECT_EQ(r.config.layers[1], (LayerBits{6, 6}));
+  EXPECT_EQ(r.config.layers[2], (LayerBits{3, 6}));
+  EXPECT_EQ(r.config.layers[3], (LayerBits{6, 6}));
+}
+
+TEST(Search, ABudgetAtTheStartsCostIsStillSearchedFromAbove) {
+  auto toy = make_toy();
+  SearchOptions options;
+  options.budget = bitops(toy.layers, uniform_config(toy.layers, 5, 5));  // b* = 5: start at 6
+  const auto r = run_toy(toy, options);
+  EXPECT_EQ(r.start_bits, 6);
+  EXPECT_FALSE(r.moves.empty());
+  EXPECT_LE(r.cost, options.budget);
+  EXPECT_GE(r.cost, 0.9 * options.budget);
+  EXPECT_NE(r.config, uniform_config(toy.layers, 5, 5));  // the toy's sensitivities differ
+  EXPECT_FALSE(r.uniform_kept);
+}
+
+TEST(Search, FinalCheckKeepsAStrictlyBetterUniformConfiguration) {
+  auto toy = make_toy();
+  const auto w3a3 = uniform_config(toy.layers, 3, 3);
+  SearchOptions options;
+  options.budget = bitops(toy.layers, w3a3);
+  int64_t last_search_round = -1;
+  // The toy's error, except that uniform W3A3 is far better than anything:
+  // a configuration the greedy steps of single layers never reach.
+  auto evaluate = [&](const BitConfig& c, int64_t it) {
+    if (c == w3a3) return 0.01;
+    return toy.error(c, it);
+  };
+  auto cost_of = [&](const BitConfig& c) { return bitops(toy.layers, c); };
+  options.compare_rounds = 0;
+  const auto greedy = search(toy.layers, evaluate, cost_of, options);
+  ASSERT_NE(greedy.config, w3a3);
+  EXPECT_EQ(greedy.uniform_bits, 0);
+  EXPECT_EQ(greedy.searched_error, -1);
+  EXPECT_FALSE(greedy.uniform_kept);
+  last_search_round = greedy.moves.back().iteration;
+
+  toy.calls.clear();
+  options.compare_rounds = 3;
+  const auto r = search(toy.layers, evaluate, cost_of, options);
+  // The toy records the searched configuration's calls (not W3A3's): the last three.
+  std::vector<int64_t> check_rounds;
+  for (size_t k = toy.calls.size() - 3; k < toy.calls.size(); ++k) check_rounds.push_back(toy.calls[k].first);
+  const auto last_config = toy.calls.back().second;
+  EXPECT_TRUE(r.uniform_kept);
+  EXPECT_EQ(r.config, w3a3);
+  EXPECT_DOUBLE_EQ(r.cost, options.budget);
+  EXPECT_EQ(r.uniform_bits, 3);
+  EXPECT_DOUBLE_EQ(r.uniform_error, 0.01);
+  EXPECT_DOUBLE_EQ(r.searched_error, toy.error(greedy.config, 0));
+  // The greedy part is unchanged; the check costs 3 rounds of 2 configurations
+  // (the searched one and W3A3: W4A4 and up cost more than the budget, W2A2
+  // less than 0.9 of it), on fresh rounds after the search's own.
+  EXPECT_EQ(r.moves.size(), greedy.moves.size());
+  EXPECT_EQ(r.evaluations, greedy.evaluations + 3 * 2);
+  EXPECT_EQ(check_rounds, (std::vector<int64_t>{last_search_round + 1, last_search_round + 2, last_search_round + 3}));
+  EXPECT_EQ(last_config, greedy.config);
+}
+
+TEST(Search, FinalCheckKeepsTheSearchedConfigurationUnlessAUniformOneIsStrictlyBetter) {
+  auto toy = make_toy();
+  SearchOptions options;
+  options.budget = bitops(toy.layers, uniform_config(toy.layers, 4, 4));
+  const auto r = run_toy(toy, options);  // compare_rounds 4 by default
+  EXPECT_FALSE(r.uniform_kept);
+  EXPECT_EQ(r.uniform_bits, 4);
+  EXPECT_DOUBLE_EQ(r.uniform_error, toy.error(uniform_config(toy.layers, 4, 4), 0));
+  EXPECT_DOUBLE_EQ(r.searched_error, toy.error(r.config, 0));
+  EXPECT_LT(r.searched_error, r.uniform_error);  // mixed precision pays on the toy
+  // A tie keeps the searched configuration.
+  auto tie = [&](const BitConfig&, int64_t) { return 0.3; };
+  auto cost_of = [&](const BitConfig& c) { return bitops(toy.layers, c); };
+  const auto t = search(toy.layers, tie, cost_of, options);
+  EXPECT_FALSE(t.uniform_kept);
+  EXPECT_EQ(t.uniform_bits, 4);
+  EXPECT_DOUBLE_EQ(t.uniform_error, 0.3);
+  // No uniform configuration within [0.9 B, B]: no check.
+  options.budget = 0.5 * (bitops(toy.layers, uniform_config(toy.layers, 3, 3)) +
+                          bitops(toy.layers, uniform_config(toy.layers, 4, 4)));
+  const auto none = run_toy(toy, options);
+  EXPECT_EQ(none.uniform_bits, 0);
+  EXPECT_FALSE(none.uniform_kept);
+  options.compare_rounds = -1;
+  expect_error([&] { run_toy(toy, options); }, {"compare_rounds", "-1"});
 }
 
 // ---------------------------------------------------------------- scheduler

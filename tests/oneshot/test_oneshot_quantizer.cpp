@@ -493,6 +493,22 @@ TEST(SearchModel, FindsAConfigurationWithinTheBudgetAndLeavesTheStatisticsAlone)
   EXPECT_EQ(search_model(*net, q, forward, held_out, options).config, result.config);
 }
 
+TEST(SearchModel, TopOneAndSoftErrorsByHand) {
+  auto net = small_resnet();
+  OneShotQuantizer q(net);
+  // Three examples, three classes; the forward returns fixed logits.
+  const auto logits = torch::tensor({{2.0f, 0.0f, 0.0f}, {0.0f, 1.0f, 0.0f}, {0.0f, 0.0f, 3.0f}});
+  const auto targets = torch::tensor({0, 2, 2}, torch::kInt64);
+  auto forward = [&](const torch::Tensor&) { return logits; };
+  const LabeledBatch batch{torch::zeros({3, 1, 28, 28}), targets};
+  // Misclassified: the second example only.
+  EXPECT_DOUBLE_EQ(batch_statistics_error(*net, q, forward, batch, HeldOutError::kTop1), 1.0 / 3.0);
+  // p(true class): e²/(e²+2), 1/(e+2), e³/(e³+2).
+  const double e = std::exp(1.0);
+  const double p = (e * e / (e * e + 2) + 1 / (e + 2) + e * e * e / (e * e * e + 2)) / 3;
+  EXPECT_NEAR(batch_statistics_error(*net, q, forward, batch, HeldOutError::kSoft), 1 - p, 1e-6);
+}
+
 TEST(SearchModel, RecalibrationIsACumulativeAverageOfTheSelectedNormsOnly) {
   auto net = small_resnet();
   OneShotQuantizer q(net);

@@ -13,6 +13,17 @@
 namespace diffq {
 namespace oneshot {
 
+/// What a held-out batch's error measures (each in [0, 1]).
+enum class HeldOutError {
+  /// Top-1 error: the fraction of examples misclassified (spec section 5).
+  kTop1,
+  /// Soft error: 1 − the mean probability the model gives the true class.
+  /// Continuous in the logits, so two configurations that misclassify the
+  /// same examples still differ: far less noisy on a small batch (the
+  /// default of `diffq search`: docs/results/one_shot.md measures both).
+  kSoft,
+};
+
 /// Options of `search`.
 struct SearchOptions {
   /// What the budget constrains.
@@ -22,13 +33,15 @@ struct SearchOptions {
   /// candidates; size: the smallest weight candidates, activations at the
   /// start), else `search` throws `diffq::Error` naming both numbers.
   double budget = 0;
-  /// Every searchable layer starts at (start_bits, start_bits), each
-  /// clamped into its candidates (the nearest candidate; ties: the lower).
+  /// Every searchable layer starts at (s, s), s = max(start_bits, b* + 1)
+  /// with b* below, each clamped into its candidates (the nearest
+  /// candidate; ties: the lower). The raise to b* + 1 lets a budget at or
+  /// above the cost of uniform W5A5 still be searched from above.
   int start_bits = 5;
   /// score = error_weight · err / err_max − (1 − cost / cost_max).
   double error_weight = 1.5;
   /// BitOPs budgets: phase 1 (weights only) runs until the cost is at most
-  /// this fraction of the cost of (weights b*, activations start_bits),
+  /// this fraction of the cost of (weights b*, activations s),
   /// where b* is the uniform bit-width whose WbAb cost is nearest the
   /// budget (or until the budget itself is met).
   double phase_one_margin = 0.95;
@@ -39,6 +52,13 @@ struct SearchOptions {
   /// After the budget is met, keep applying the best single step up that
   /// stays within it (an extension: lands the cost close to the budget).
   bool fill = true;
+  /// Final check (an extension): the uniform configurations W b A b whose
+  /// cost is within [0.9 · budget, budget] are scored against the searched
+  /// one on `compare_rounds` fresh rounds (mean error, the same rounds for
+  /// all), and a uniform one that is strictly better is returned instead: a
+  /// greedy search on noisy held-out batches can end below the trivial
+  /// answer, and the check costs a few evaluations. 0 = no check.
+  int64_t compare_rounds = 4;
   /// Scoring rounds before the search gives up with an error.
   int64_t max_iterations = 100000;
 };
@@ -87,6 +107,8 @@ struct SearchMove {
 
 /// What the search found.
 struct SearchResult {
+  /// The bits every searchable layer started at (see `SearchOptions::start_bits`).
+  int start_bits = 0;
   /// The configuration (cost ≤ budget).
   BitConfig config;
   /// Its cost.
@@ -95,13 +117,23 @@ struct SearchResult {
   std::vector<SearchMove> moves;
   /// Calls of the evaluation callback.
   int64_t evaluations = 0;
+  /// Mean error of the greedy search's configuration over the final check's
+  /// rounds (−1 without a check, or when no uniform configuration qualified).
+  double searched_error = -1;
+  /// The best qualifying uniform configuration's bits b (W b A b) and its
+  /// mean error over the same rounds (0 and −1 when none qualified).
+  int uniform_bits = 0;
+  double uniform_error = -1;
+  /// True when that uniform configuration was strictly better and is the
+  /// returned `config` (the greedy one's moves are still in `moves`).
+  bool uniform_kept = false;
 };
 
 /// Greedy inference-only search (spec one-shot-mpq.md section 5), from
-/// every searchable layer at (start_bits, start_bits).
+/// every searchable layer at (s, s), s = max(start_bits, b* + 1).
 ///
 /// Phases. BitOPs budgets: (1) weight bits only, until the cost is at most
-/// `phase_one_margin` × the cost of (W b*, A start_bits), b* being the
+/// `phase_one_margin` × the cost of (W b*, A s), b* being the
 /// uniform bit-width b whose W b A b configuration costs nearest the budget
 /// (ties: the lower b; the public code reads b* from a hard-coded ResNet-18
 /// table of budgets, `bops_map_to_bits`, which this generalises), or until
@@ -126,6 +158,8 @@ struct SearchResult {
 /// activations; size budgets: weights) keeps the cost within the budget,
 /// those steps are scored the same way on a fresh round and the best one
 /// applied.
+///
+/// Final check (`compare_rounds` > 0): see `SearchOptions::compare_rounds`.
 ///
 /// Deterministic given the callbacks. Throws `diffq::Error` when the
 /// candidates are not strictly ascending, the budget is below the smallest

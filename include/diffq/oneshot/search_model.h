@@ -38,19 +38,21 @@ struct LabeledBatch {
 /// The model's forward pass.
 using Forward = std::function<torch::Tensor(const torch::Tensor&)>;
 
-/// Top-1 error in [0, 1] of the current configuration on `batch`, on the
-/// true quantized weights, with BatchNorm normalising by the batch's own
+/// The error in [0, 1] (`metric`: top-1 or soft) of the current
+/// configuration on `batch`, on the true quantized weights, with BatchNorm normalising by the batch's own
 /// statistics (every running statistic and counter is left as it was) and
 /// every other module in eval mode. The model's modes are restored.
 double batch_statistics_error(torch::nn::Module& model, OneShotQuantizer& quantizer, const Forward& forward,
-                              const LabeledBatch& batch);
+                              const LabeledBatch& batch, HeldOutError metric = HeldOutError::kSoft);
 
 /// `search` over the quantizer's layers: round i scores its configurations
-/// with `batch_statistics_error` on `held_out[i % held_out.size()]`. The
+/// with `batch_statistics_error(..., metric)` on
+/// `held_out[i % held_out.size()]` (the final check's rounds too). The
 /// quantizer's configuration is restored afterwards. Needs one forward of
 /// the model before (the layers' MACs).
 SearchResult search_model(torch::nn::Module& model, OneShotQuantizer& quantizer, const Forward& forward,
-                          const std::vector<LabeledBatch>& held_out, const SearchOptions& options);
+                          const std::vector<LabeledBatch>& held_out, const SearchOptions& options,
+                          HeldOutError metric = HeldOutError::kSoft);
 
 /// Re-estimates the running statistics of the BatchNorm layers the current
 /// configuration selects (and of plain BatchNorm layers), on the true

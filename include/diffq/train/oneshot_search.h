@@ -42,6 +42,8 @@ struct SearchRunOptions {
   DataOptions data;
   /// Intra-op threads.
   int threads = 1;
+  /// What the search's held-out error measures.
+  oneshot::HeldOutError metric = oneshot::HeldOutError::kSoft;
   /// The search's own options (`cost` and `budget` are set per point).
   oneshot::SearchOptions search;
   /// Output directory (default: `run_dir`/search).
@@ -64,6 +66,12 @@ struct SearchPoint {
   double mean_weight_bits = 0;
   /// Test accuracy (%) with recalibrated BatchNorm, zero retraining.
   double accuracy = 0;
+  /// The search's final check against uniform configurations (see
+  /// `oneshot::SearchResult`; read-outs: no check).
+  double searched_error = -1;
+  int uniform_bits = 0;
+  double uniform_error = -1;
+  bool uniform_kept = false;
   /// Evaluations the search made (0 for read-outs).
   int64_t evaluations = 0;
   /// Seconds of search, recalibration and evaluation.
