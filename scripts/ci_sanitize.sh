@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Sanitizer and fuzzing check of the torch-free core (format, packing).
-#  1. builds the core with AddressSanitizer + UBSan (gcc) and runs ctest;
+# Sanitizer and fuzzing check.
+#  1. builds the libraries, the tool and every test suite with
+#     AddressSanitizer + UBSan (gcc; LibTorch itself is not instrumented)
+#     and runs ctest (SANITIZE_CORE_ONLY=1: the torch-free core only, fast);
 #  2. builds the libFuzzer reader target with clang++-14 and fuzzes it for
 #     FUZZ_RUNS executions (default 10^6; at most FUZZ_SECONDS, default 900)
 #     within a 512 MB RSS cap (its loads cap decoded memory at 64 MB) on a
@@ -15,9 +17,15 @@ JOBS="${JOBS:-2}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-900}"
 FUZZ_RUNS="${FUZZ_RUNS:-1000000}"
 
-echo "== sanitizer build (ASan + UBSan) =="
-cmake -S "$ROOT" -B "$BUILD_ROOT/sanitize" -DDIFFQ_CORE_ONLY=ON -DDIFFQ_SANITIZE=ON \
-  -DDIFFQ_BUILD_BENCHMARKS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+if [[ "${SANITIZE_CORE_ONLY:-0}" == 1 ]]; then
+  echo "== sanitizer build (ASan + UBSan): the torch-free core =="
+  SCOPE=(-DDIFFQ_CORE_ONLY=ON)
+else
+  echo "== sanitizer build (ASan + UBSan): libraries, tool and every test suite =="
+  SCOPE=(-DDIFFQ_CORE_ONLY=OFF -DDIFFQ_BUILD_EXAMPLES=OFF)
+fi
+cmake -S "$ROOT" -B "$BUILD_ROOT/sanitize" "${SCOPE[@]}" -DDIFFQ_SANITIZE=ON \
+  -DDIFFQ_BUILD_BENCHMARKS=OFF -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD_ROOT/sanitize" -j"$JOBS"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"

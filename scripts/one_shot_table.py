@@ -19,12 +19,18 @@ def load(path):
 
 
 seeds = sorted({int(m.group(1)) for n in os.listdir(runs) for m in [re.match(r"oneshot_s(\d+)$", n)] if m})
-points, lsq, fp32, coupled, budget = {}, {}, [], [], {}
+points, greedy, lsq, fp32, coupled, budget = {}, {}, {}, [], [], {}
+search_settings = None
 for s in seeds:
     p = load(f"{runs}/oneshot_s{s}/search/points.json")
     if p:
+        search_settings = search_settings or p
         for q in p["points"]:
             points.setdefault(q["label"], []).append(q)
+    p = load(f"{runs}/oneshot_s{s}/search_greedy/points.json")
+    if p:
+        for q in p["points"]:
+            greedy.setdefault(q["label"], []).append(q)
     for c in ["bitops_W3A3", "bitops_W4A4", "bitops_W5A5", "W3A3", "W4A4"]:
         m = load(f"{runs}/lsq_{c}_s{s}/metrics.json")
         if m:
@@ -61,6 +67,11 @@ if "float" in budget and "oneshot" in budget:
           f"{f['epochs']} epochs ({f['train_seconds']:.0f} s); coupled training {o['epochs']} epochs "
           f"({o['train_seconds']:.0f} s, 1 + 3 paths per step); separately trained LSQ: the same epochs as the "
           f"coupled run, from the same float model; one thread per run.\n")
+if search_settings:
+    print(f"Search: held-out error `{search_settings.get('metric', 'top1')}`, "
+          f"{search_settings['held_out_batches']} held-out batches of {search_settings['batch_size']} images "
+          f"(cycled, one per round), final check on {search_settings.get('compare_rounds', 0)} rounds; BatchNorm "
+          f"recalibrated on {search_settings['calibration_batches']} training batches; test set 10000 images.\n")
 print(f"Float model: {ms(fp32)} %. Coupled network at its max path (W6A6), no search: "
       f"{ms([c['accuracy'] for c in coupled])} %.\n")
 print("| configuration | MBitOPs | mean weight bits | one-shot, zero retraining (%) | LSQ trained separately (%) |")
@@ -72,8 +83,16 @@ for label in order:
     ps = points[label]
     key = label.replace("=", "_")
     name = f"searched, budget {label.split('=')[1]}" if "=" in label else f"uniform {label}"
+    if "=" in label:
+        kept = sum(1 for p in ps if p.get("uniform_kept"))
+        name += f" (uniform kept by the final check: {kept} of {len(ps)} seeds)"
     print(f"| {name} | {mean([p['bitops'] for p in ps]) / 1e6:.2f} | {mean([p['mean_weight_bits'] for p in ps]):.2f} "
           f"| {ms([p['accuracy'] for p in ps])} | {ms(lsq.get(key, []))} |")
+    if label in greedy:
+        gs = greedy[label]
+        print(f"| greedy alone (no final check), budget {label.split('=')[1]} | "
+              f"{mean([p['bitops'] for p in gs]) / 1e6:.2f} | {mean([p['mean_weight_bits'] for p in gs]):.2f} "
+              f"| {ms([p['accuracy'] for p in gs])} | – |")
 print()
 checks = []
 for b, tol in [("W3A3", 2.0), ("W4A4", 1.0), ("W5A5", 1.0)]:

@@ -90,7 +90,7 @@ TEST(Noise, DeterministicAndBuildsAgree) {
 TEST(Noise, AddAndCorrelateUseTheSameDraw) {
   const int64_t n = 1000;  // not a multiple of 16
   for (int64_t group_size : {0, 1, 5, 8, 16, 40}) {
-    const int64_t groups = group_size == 0 ? 1 : n / group_size;
+    const int64_t groups = group_size == 0 ? 1 : (n + group_size - 1) / group_size;  // the last group is partial
     std::vector<double> w(n, 0.25), scale(groups), out(n), sums(groups);
     for (int64_t g = 0; g < groups; ++g) scale[g] = 1.0 + g;
     add_noise<double>(w.data(), out.data(), n, group_size, scale.data(), 3, Kind::kGaussian);
