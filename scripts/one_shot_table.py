@@ -19,7 +19,7 @@ def load(path):
 
 
 seeds = sorted({int(m.group(1)) for n in os.listdir(runs) for m in [re.match(r"oneshot_s(\d+)$", n)] if m})
-points, greedy, lsq, fp32, coupled, budget = {}, {}, {}, [], [], {}
+points, greedy, cal32, lsq, fp32, coupled, budget = {}, {}, {}, {}, [], [], {}
 search_settings = None
 for s in seeds:
     p = load(f"{runs}/oneshot_s{s}/search/points.json")
@@ -27,6 +27,10 @@ for s in seeds:
         search_settings = search_settings or p
         for q in p["points"]:
             points.setdefault(q["label"], []).append(q)
+    p = load(f"{runs}/oneshot_s{s}/search_cal32/points.json")
+    if p:
+        for q in p["points"]:
+            cal32.setdefault(q["label"], []).append(q)
     p = load(f"{runs}/oneshot_s{s}/search_greedy/points.json")
     if p:
         for q in p["points"]:
@@ -116,3 +120,15 @@ if checks:
     print("|---|---|---|")
     for name, ok, ev in checks:
         print(f"| {name} | {'yes' if ok else 'NO'} | {ev} |")
+
+if cal32:
+    print("\nThe same configurations with BatchNorm recalibrated on 32 training batches instead of 8 "
+          "(`--calibration-batches 32`; the search itself, on batch statistics, is unchanged):\n")
+    print("| configuration | 8 batches (%) | 32 batches (%) | per seed, 8 → 32 |")
+    print("|---|---|---|---|")
+    for label in order:
+        if label in cal32 and label in points:
+            a = [p["accuracy"] for p in points[label]]
+            b = [p["accuracy"] for p in cal32[label]]
+            per = ", ".join(f"{x:.2f} → {y:.2f}" for x, y in zip(a, b))
+            print(f"| {label} | {ms(a)} | {ms(b)} | {per} |")

@@ -20,7 +20,7 @@ enum class HeldOutError {
   /// Soft error: 1 − the mean probability the model gives the true class.
   /// Continuous in the logits, so two configurations that misclassify the
   /// same examples still differ: far less noisy on a small batch (the
-  /// default of `diffq search`: docs/results/one_shot.md measures both).
+  /// default of `diffq search`: docs/results/README.md compares the two).
   kSoft,
 };
 
