@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <limits>
 #include <set>
+#include <utility>
 
 #include "diffq/error.h"
 
@@ -133,15 +134,21 @@ class Searcher {
                 "reachable configuration, ", least, " (", cost_kind_name(options_.cost), ")");
   }
 
-  // b*: the uniform bit-width b whose (W b, A b) configuration costs nearest
-  // the budget (ties: the lower b), b over the searchable weight candidates' range.
-  int nearest_uniform_bits() {
+  // The lowest and highest weight candidates over the searchable layers.
+  std::pair<int, int> weight_bit_range() const {
     int lowest = std::numeric_limits<int>::max(), highest = std::numeric_limits<int>::min();
     for (const auto& l : layers_) {
       if (l.fixed) continue;
       lowest = std::min(lowest, l.weight_candidates.front());
       highest = std::max(highest, l.weight_candidates.back());
     }
+    return {lowest, highest};
+  }
+
+  // b*: the uniform bit-width b whose (W b, A b) configuration costs nearest
+  // the budget (ties: the lower b), b over the searchable weight candidates' range.
+  int nearest_uniform_bits() {
+    const auto [lowest, highest] = weight_bit_range();
     int best_bits = lowest;
     double best_gap = std::numeric_limits<double>::infinity();
     for (int b = lowest; b <= highest; ++b) {
@@ -149,6 +156,15 @@ class Searcher {
       if (gap < best_gap) best_gap = gap, best_bits = b;
     }
     return best_bits;
+  }
+
+  // The callback's error of `config` on round `iteration`, counted and checked.
+  double evaluate(const BitConfig& config, int64_t iteration) {
+    const double e = evaluate_(config, iteration);
+    ++result_.evaluations;
+    DIFFQ_CHECK(std::isfinite(e) && e >= 0 && e <= 1, "the evaluation of ", describe(config),
+                " returned an error outside [0, 1]: ", e);
+    return e;
   }
 
   double measure(const BitConfig& c) {
@@ -202,10 +218,7 @@ class Searcher {
     for (auto& c : candidates) {
       c.move.iteration = iteration_;
       c.move.phase = phase;
-      c.move.error = evaluate_(c.config, iteration_);
-      ++result_.evaluations;
-      DIFFQ_CHECK(std::isfinite(c.move.error) && c.move.error >= 0 && c.move.error <= 1,
-                  "the evaluation of ", describe(c.config), " returned an error outside [0, 1]: ", c.move.error);
+      c.move.error = evaluate(c.config, iteration_);
       err_max = std::max(err_max, c.move.error);
       cost_max = std::max(cost_max, c.move.cost);
     }
@@ -257,24 +270,13 @@ class Searcher {
   // The mean error of `config` over rounds [first, first + compare_rounds).
   double mean_error(const BitConfig& config, int64_t first) {
     double sum = 0;
-    for (int64_t r = 0; r < options_.compare_rounds; ++r) {
-      const double e = evaluate_(config, first + r);
-      ++result_.evaluations;
-      DIFFQ_CHECK(std::isfinite(e) && e >= 0 && e <= 1, "the evaluation of ", describe(config),
-                  " returned an error outside [0, 1]: ", e);
-      sum += e;
-    }
+    for (int64_t r = 0; r < options_.compare_rounds; ++r) sum += evaluate(config, first + r);
     return sum / static_cast<double>(options_.compare_rounds);
   }
 
   void compare_with_uniform() {
     const double lower = 0.9 * options_.budget;
-    int lowest = std::numeric_limits<int>::max(), highest = std::numeric_limits<int>::min();
-    for (const auto& l : layers_) {
-      if (l.fixed) continue;
-      lowest = std::min(lowest, l.weight_candidates.front());
-      highest = std::max(highest, l.weight_candidates.back());
-    }
+    const auto [lowest, highest] = weight_bit_range();
     // The qualifying uniform configurations, most expensive first, without
     // the searched one itself.
     std::vector<std::pair<int, BitConfig>> uniform;
@@ -292,19 +294,19 @@ class Searcher {
     const int64_t first = iteration_;
     iteration_ += options_.compare_rounds;
     result_.searched_error = mean_error(result_.config, first);
-    for (auto& [bits, config] : uniform) {
+    const BitConfig* best = nullptr;
+    for (const auto& [bits, config] : uniform) {
       const double e = mean_error(config, first);
-      if (result_.uniform_bits == 0 || e < result_.uniform_error) {
+      if (!best || e < result_.uniform_error) {
+        best = &config;
         result_.uniform_bits = bits;
         result_.uniform_error = e;
-        if (e < result_.searched_error) {
-          result_.config = config;
-          result_.cost = measure(config);
-          result_.uniform_kept = true;
-        } else {
-          result_.uniform_kept = false;
-        }
       }
+    }
+    if (result_.uniform_error < result_.searched_error) {
+      result_.config = *best;
+      result_.cost = measure(result_.config);
+      result_.uniform_kept = true;
     }
   }
 
