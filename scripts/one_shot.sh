@@ -8,18 +8,19 @@
 # search runs twice: as `diffq search` does by default (soft held-out error,
 # final check against the uniform configuration of the budget's cost) and
 # without the final check (`--compare-rounds 0`, in search_greedy/), so that
-# the greedy configuration's own accuracy is on record too.
+# the greedy configuration's own accuracy is on record too. Then the
+# ablations at the W3A3 budget (scheduler off, IDM off).
 #
 # Usage: scripts/one_shot.sh [seed...]   (default: 0 1 2)
 # Environment: DIFFQ (tool), DATA, RUNS (default docs/results/one_shot_runs),
 # FLOAT_EPOCHS, EPOCHS, TRAIN_LIMIT (the rest of the training set is the
-# search's held-out data), BATCH, WIDTH, JOBS (runs in parallel).
+# search's held-out data), BATCH, WIDTH, JOBS (runs in parallel), ABLATIONS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIFFQ=${DIFFQ:-build/tools/diffq}
 DATA=${DATA:-/usr/share/datasets/fashion-mnist}
 RUNS=${RUNS:-docs/results/one_shot_runs}
-FLOAT_EPOCHS=${FLOAT_EPOCHS:-3}
+FLOAT_EPOCHS=${FLOAT_EPOCHS:-10}  # the float model trained until it stops improving (cosine)
 EPOCHS=${EPOCHS:-2}
 TRAIN_LIMIT=${TRAIN_LIMIT:-30000}
 BATCH=${BATCH:-128}
@@ -74,6 +75,30 @@ for s in "${SEEDS[@]}"; do
   done
 done
 run_grid "$jobs"
+
+# 5. ablations at the W3A3 budget (ABLATIONS=0 skips them): the coupled
+# training without the bit-width scheduler, and without the distortion term
+# (IDM); each searched as in step 3.
+if [[ "${ABLATIONS:-1}" == 1 ]]; then
+  jobs=$(mktemp)
+  for s in "${SEEDS[@]}"; do
+    for a in "noscheduler|scheduler=0" "noidm|idm=0"; do
+      echo "oneshot_${a%%|*}_s$s|--method oneshot --epochs $EPOCHS --lr 5e-4 --seed $s --init $RUNS/fp32_s$s/model.diffq --opt ${a#*|}" >> "$jobs"
+    done
+  done
+  run_grid "$jobs"
+  ablation_search() {
+    local run="$RUNS/$1" out="$RUNS/$1/search"
+    if [[ -f "$out/points.json" ]]; then echo "skip search $1 (done)"; return 0; fi
+    echo "search $1"
+    "$DIFFQ" search "$run" --budget-bitops W3A3 --uniform --data-dir "$DATA" --out "$out" > "$run/search.txt" 2>&1 ||
+      echo "FAILED search $1"
+  }
+  export -f ablation_search
+  export RUNS DIFFQ
+  for s in "${SEEDS[@]}"; do printf 'ablation_search oneshot_%s_s%s\n' noscheduler "$s" noidm "$s"; done |
+    xargs -P "$JOBS" -I{} bash -c '{}'
+fi
 
 python3 scripts/one_shot_table.py "$RUNS" > docs/results/one_shot.md
 echo "wrote docs/results/one_shot.md"

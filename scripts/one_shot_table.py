@@ -78,6 +78,19 @@ if search_settings:
           f"recalibrated on {search_settings['calibration_batches']} training batches; test set 10000 images.\n")
 print(f"Float model: {ms(fp32)} %. Coupled network at its max path (W6A6), no search: "
       f"{ms([c['accuracy'] for c in coupled])} %.\n")
+# The float model is trained until it stops improving (cosine schedule):
+# its test accuracy per epoch, mean over the seeds.
+curves = []
+for s in seeds:
+    try:
+        with open(f"{runs}/fp32_s{s}/log.jsonl") as f:
+            curves.append([json.loads(line)["test_accuracy"] for line in f if line.strip()])
+    except (OSError, ValueError, KeyError):
+        pass
+if curves and all(len(c) == len(curves[0]) for c in curves):
+    per_epoch = [statistics.mean(c[e] for c in curves) for e in range(len(curves[0]))]
+    print("Float pretraining, test accuracy per epoch (mean over seeds): "
+          + ", ".join(f"{a:.2f}" for a in per_epoch) + ".\n")
 print("| configuration | MBitOPs | mean weight bits | one-shot, zero retraining (%) | LSQ trained separately (%) |")
 print("|---|---|---|---|---|")
 order = ["W2A2", "W3A3", "bitops=W3A3", "W4A4", "bitops=W4A4", "W5A5", "bitops=W5A5", "W6A6"]
@@ -132,3 +145,24 @@ if cal32:
             b = [p["accuracy"] for p in cal32[label]]
             per = ", ".join(f"{x:.2f} → {y:.2f}" for x, y in zip(a, b))
             print(f"| {label} | {ms(a)} | {ms(b)} | {per} |")
+
+# Ablations at the W3A3 budget (step 5 of scripts/one_shot.sh).
+ablations = []
+for name, text in [("", "full method (scheduler, IDM)"), ("noscheduler_", "bit-width scheduler off"),
+                   ("noidm_", "distortion term (IDM) off")]:
+    rows = {}
+    for s in seeds:
+        p = load(f"{runs}/oneshot_{name}s{s}/search/points.json")
+        if p:
+            for q in p["points"]:
+                rows.setdefault(q["label"], []).append(q["accuracy"])
+    if "bitops=W3A3" in rows:
+        ablations.append((text, rows))
+if len(ablations) > 1:
+    print("\nAblations at the W3A3 budget (each a separate coupled training from the same float model, same "
+          "epochs; the search as above):\n")
+    print("| coupled training | searched, budget W3A3 (%) | uniform W3A3 (%) | uniform W4A4 (%) | max path W6A6 (%) |")
+    print("|---|---|---|---|---|")
+    for text, rows in ablations:
+        print(f"| {text} | {ms(rows.get('bitops=W3A3', []))} | {ms(rows.get('W3A3', []))} | "
+              f"{ms(rows.get('W4A4', []))} | {ms(rows.get('W6A6', []))} |")

@@ -126,6 +126,7 @@ StepResult Trainer::step(const Batch& batch) {
   DIFFQ_CHECK(std::isfinite(result.loss.item<double>()), "the training loss is not finite at step ",
               global_step_, " (try a lower learning rate)");
   for (const auto& hook : hooks_) hook(parameters_);
+  strategy_->finish_gradients(*this);
   if (options_.clip() > 0) {
     std::vector<torch::Tensor> weights(parameters_.begin(), parameters_.begin() + long(model_parameter_count_));
     torch::nn::utils::clip_grad_norm_(weights, options_.clip());

@@ -89,13 +89,16 @@ StepResult OneShotStep::compute_gradients(Trainer& trainer, const Batch& batch) 
   }
   q.set_capture(false);
   q.set_config(q.max_config());
-  // 3. Clip by value.
-  if (options_.clip_value() > 0) {
-    for (const auto& p : trainer.parameters()) {
-      if (p.grad().defined()) p.grad().clamp_(-options_.clip_value(), options_.clip_value());
-    }
-  }
   return {teacher, max_loss.detach()};
+}
+
+void OneShotStep::finish_gradients(Trainer& trainer) {
+  // 3. Clip by value, the gradient of the whole batch (after data-parallel
+  // averaging: clipping each process's share first would not be the same).
+  if (options_.clip_value() <= 0) return;
+  for (const auto& p : trainer.parameters()) {
+    if (p.grad().defined()) p.grad().clamp_(-options_.clip_value(), options_.clip_value());
+  }
 }
 
 }  // namespace train

@@ -51,6 +51,9 @@ int main(int argc, char** argv) {
     mo.group_size = 4;
     mo.penalty = 1.0;
     if (method == "quant-noise") mo.extra["p"] = "0.5";
+    // Clipping by value must act on the averaged gradient: a bound that
+    // clips many elements tells the two orders apart.
+    if (method == "oneshot") mo.extra["clip_value"] = "0.002";
     diffq::train::Trainer trainer(net, diffq::train::TrainerOptions()
                                            .method(method)
                                            .method_options(mo)

@@ -134,7 +134,7 @@ TEST_P(Equivalence, MatchesOneProcessWithTheCombinedBatch) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Methods, Equivalence,
-                         ::testing::Combine(::testing::Values("fp32", "qat", "lsq", "diffq", "quant-noise"),
+                         ::testing::Combine(::testing::Values("fp32", "qat", "lsq", "diffq", "quant-noise", "oneshot"),
                                             ::testing::Values(2, 3)),
                          [](const auto& info) {
                            std::string m = std::get<0>(info.param);

@@ -63,6 +63,10 @@ class StepStrategy {
   /// gradients of `trainer.parameters()` are accumulated and every
   /// quantizer step it opened is finished.
   virtual StepResult compute_gradients(Trainer& trainer, const Batch& batch) = 0;
+  /// Runs after the gradient hooks (data-parallel averaging) and before
+  /// clipping by norm and the optimizer step: element-wise changes that must
+  /// see the gradient of the whole batch, not one process's share of it.
+  virtual void finish_gradients(Trainer& trainer) { (void)trainer; }
 };
 
 /// The default strategy: one forward and one backward inside a quantizer

@@ -43,6 +43,8 @@ class OneShotStep : public StepStrategy {
   /// See `StepStrategy::compute_gradients`. Returns the max path's outputs
   /// and cross-entropy.
   StepResult compute_gradients(Trainer& trainer, const Batch& batch) override;
+  /// Clips the (averaged) gradients element-wise to ±`clip_value`.
+  void finish_gradients(Trainer& trainer) override;
   /// Applies the bit-width scheduler for `global_step` of `total_steps` when
   /// it is due (also what a resumed run replays); true when it ran.
   bool schedule(Trainer& trainer, int64_t global_step, int64_t total_steps);
