@@ -46,25 +46,24 @@ done
 run_grid "$jobs"
 
 # 3. search (zero retraining): three budgets and the uniform read-outs
-search_seed() {
-  local s=$1 out="$RUNS/oneshot_s$1/search"
-  if [[ -f "$out/points.json" ]]; then echo "skip search s$s (done)"; return 0; fi
-  echo "search s$s"
-  "$DIFFQ" search "$RUNS/oneshot_s$s" --budget-bitops W3A3 --budget-bitops W4A4 --budget-bitops W5A5 --uniform \
-    --data-dir "$DATA" --out "$out" > "$RUNS/oneshot_s$s/search.txt" 2>&1 || echo "FAILED search s$s"
+# run_search RUN OUT NAME ARGS...: `diffq search RUN ARGS...` into OUT (its
+# table in RUN/NAME.txt), skipped when OUT holds its points already.
+run_search() {
+  local run="$1" out="$2" name="$3"
+  shift 3
+  if [[ -f "$out/points.json" ]]; then echo "skip $name $run (done)"; return 0; fi
+  echo "$name $run"
+  "$DIFFQ" search "$run" "$@" --data-dir "$DATA" --out "$out" > "$run/$name.txt" 2>&1 || echo "FAILED $name $run"
 }
-greedy_seed() {
-  local s=$1 out="$RUNS/oneshot_s$1/search_greedy"
-  if [[ -f "$out/points.json" ]]; then echo "skip greedy search s$s (done)"; return 0; fi
-  echo "greedy search s$s"
-  "$DIFFQ" search "$RUNS/oneshot_s$s" --budget-bitops W3A3 --budget-bitops W4A4 --budget-bitops W5A5 \
-    --compare-rounds 0 --data-dir "$DATA" --out "$out" > "$RUNS/oneshot_s$s/search_greedy.txt" 2>&1 ||
-    echo "FAILED greedy search s$s"
-}
-export -f search_seed greedy_seed
-export DATA
-{ printf 'search_seed %s\n' "${SEEDS[@]}"; printf 'greedy_seed %s\n' "${SEEDS[@]}"; } |
-  xargs -P "$JOBS" -I{} bash -c '{}'
+export -f run_search
+export DATA DIFFQ
+ALL_BUDGETS="--budget-bitops W3A3 --budget-bitops W4A4 --budget-bitops W5A5"
+for s in "${SEEDS[@]}"; do
+  run="$RUNS/oneshot_s$s"
+  echo "run_search $run $run/search search $ALL_BUDGETS --uniform"
+  # without the final check: the greedy configuration's own accuracy
+  echo "run_search $run $run/search_greedy search_greedy $ALL_BUDGETS --compare-rounds 0"
+done | xargs -P "$JOBS" -I{} bash -c '{}'
 
 # 4. separately trained LSQ of the searched and the uniform configurations
 jobs=$(mktemp)
@@ -87,17 +86,12 @@ if [[ "${ABLATIONS:-1}" == 1 ]]; then
     done
   done
   run_grid "$jobs"
-  ablation_search() {
-    local run="$RUNS/$1" out="$RUNS/$1/search"
-    if [[ -f "$out/points.json" ]]; then echo "skip search $1 (done)"; return 0; fi
-    echo "search $1"
-    "$DIFFQ" search "$run" --budget-bitops W3A3 --uniform --data-dir "$DATA" --out "$out" > "$run/search.txt" 2>&1 ||
-      echo "FAILED search $1"
-  }
-  export -f ablation_search
-  export RUNS DIFFQ
-  for s in "${SEEDS[@]}"; do printf 'ablation_search oneshot_%s_s%s\n' noscheduler "$s" noidm "$s"; done |
-    xargs -P "$JOBS" -I{} bash -c '{}'
+  for s in "${SEEDS[@]}"; do
+    for a in noscheduler noidm; do
+      run="$RUNS/oneshot_${a}_s$s"
+      echo "run_search $run $run/search search --budget-bitops W3A3 --uniform"
+    done
+  done | xargs -P "$JOBS" -I{} bash -c '{}'
 fi
 
 python3 scripts/one_shot_table.py "$RUNS" > docs/results/one_shot.md
