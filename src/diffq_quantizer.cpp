@@ -98,44 +98,28 @@ torch::Tensor DiffQuantizer::bits(const std::string& name) const {
   throw Error(detail::concat("no quantized parameter named '", name, "'"));
 }
 
-torch::Tensor DiffQuantizer::noise_scale(const torch::Tensor& logits) const {
+DiffQuantizer::GroupFactors DiffQuantizer::group_factors(const torch::Tensor& logits) const {
   const auto& o = options_;
   auto sigma = torch::sigmoid(logits);
+  GroupFactors f;
+  torch::Tensor dlog_ds;  // d ln s / d sigma
   if (o.param() == Parametrization::kBits) {
-    auto b = o.min_bits() + sigma * (o.max_bits() - o.min_bits());
-    return 1 / (torch::pow(2.0, b) - 1);
+    // s = 1/(2^b - 1), b = min + σ (max - min): d ln s / d b = -(1 + s) ln 2.
+    const double ln2 = std::log(2.0);  // 2^b as exp(b ln 2): torch's exp is vectorised, its exp2 is not
+    f.scale = sigma.mul((o.max_bits() - o.min_bits()) * ln2).add_(o.min_bits() * ln2).exp_().sub_(1).reciprocal_();
+    dlog_ds = f.scale.add(1).mul_(-ln2 * (o.max_bits() - o.min_bits()));
+  } else {
+    const double ln_min = -std::log(std::pow(2.0, o.max_bits()) - 1.0);
+    const double ln_max = -std::log(std::pow(2.0, o.min_bits()) - 1.0);
+    f.scale = sigma.mul(ln_min - ln_max).add_(ln_max).exp_();
+    dlog_ds = torch::full_like(sigma, ln_min - ln_max);
   }
-  const double ln_min = -std::log(std::pow(2.0, o.max_bits()) - 1.0);
-  const double ln_max = -std::log(std::pow(2.0, o.min_bits()) - 1.0);
-  return torch::exp(sigma * ln_min + (1 - sigma) * ln_max);
-}
-
-torch::Tensor DiffQuantizer::log_scale_derivative(const torch::Tensor& logits) const {
-  const auto& o = options_;
-  auto sigma = torch::sigmoid(logits);
-  auto dsigma = sigma * (1 - sigma);
-  if (o.param() == Parametrization::kBits) {
-    auto b = o.min_bits() + sigma * (o.max_bits() - o.min_bits());
-    auto two_b = torch::pow(2.0, b);
-    // s = 1/(2^b - 1): d ln s / d b = -2^b ln 2 / (2^b - 1).
-    return -two_b * std::log(2.0) / (two_b - 1) * dsigma * (o.max_bits() - o.min_bits());
-  }
-  const double ln_min = -std::log(std::pow(2.0, o.max_bits()) - 1.0);
-  const double ln_max = -std::log(std::pow(2.0, o.min_bits()) - 1.0);
-  return dsigma * (ln_min - ln_max);
+  // dσ/dl = σ (1 - σ).
+  f.log_slope = dlog_ds.mul_(sigma).mul_(sigma.neg().add_(1));
+  return f;
 }
 
 namespace {
-
-// Indices of the elements equal to `low` or to `high` (one pass).
-template <typename T>
-void find_extremes(const T* w, int64_t n, T low, T high, std::vector<int64_t>& at_low,
-                   std::vector<int64_t>& at_high) {
-  for (int64_t i = 0; i < n; ++i) {
-    if (w[i] == low) at_low.push_back(i);
-    if (w[i] == high) at_high.push_back(i);
-  }
-}
 
 noise::Kind kind_of(NoiseKind kind) {
   return kind == NoiseKind::kGaussian ? noise::Kind::kGaussian : noise::Kind::kUniform;
@@ -165,10 +149,10 @@ torch::Tensor DiffQuantizer::training_data(detail::Slot& slot) {
   auto range = std::get<1>(minmax) - std::get<0>(minmax);
   state.range = range.item<double>();
   const int64_t groups = groups_of(slot);
-  // Δ_g = R · s_g, in the weight's dtype.
-  const auto s = noise_scale(slot.own.detach());
-  state.scale = s.to(torch::kFloat64).to(torch::kCPU);
-  auto scale = (s.to(w.scalar_type()) * range).contiguous();
+  // Δ_g = R · s_g, in the weight's dtype; the backward's d ln s / d l kept.
+  auto factors = group_factors(slot.own.detach());
+  state.log_slope = factors.log_slope;
+  auto scale = factors.scale.to(w.scalar_type()).mul_(range).contiguous();
   if (fused(w)) {
     state.key = noise::mix_key(options_.seed(), static_cast<uint64_t>(steps()), index);
     auto out = reuse(slot.forward_buffer, w);
@@ -182,8 +166,7 @@ torch::Tensor DiffQuantizer::training_data(detail::Slot& slot) {
     }
     return out;
   }
-  // Other devices and dtypes: torch's generator; the backward recovers the
-  // noise as (noisy - latent).
+  // Other devices and dtypes: torch's generator.
   auto options = w.options();
   torch::Tensor eps =
       options_.noise() == NoiseKind::kGaussian
@@ -193,57 +176,65 @@ torch::Tensor DiffQuantizer::training_data(detail::Slot& slot) {
   return eps.view(w.sizes()).add_(w);
 }
 
+namespace {
+
+// The fused backward (CPU, float32 or float64, one dtype throughout).
+template <typename T>
+void fused_backward(const torch::Tensor& g, const torch::Tensor& noisy, const torch::Tensor& w,
+                    int64_t group_size, double low, double high, torch::Tensor& sums,
+                    torch::Tensor& full, std::vector<int64_t>& at_low, std::vector<int64_t>& at_high) {
+  noise::noise_backward<T>(g.data_ptr<T>(), noisy.data_ptr<T>(), w.data_ptr<T>(), w.numel(), group_size,
+                           static_cast<T>(low), static_cast<T>(high), sums.data_ptr<double>(),
+                           full.data_ptr<T>(), at_low, at_high);
+}
+
+}  // namespace
+
 torch::Tensor DiffQuantizer::backward(detail::Slot& slot, const torch::Tensor& grad) {
   if (frozen_) return grad;  // straight through to the latent weights; the logits learn no more
   const auto& state = noise_[index_of(slot)];
   const auto w = slot.latent.contiguous();
   const int64_t groups = groups_of(slot);
   auto g = grad.contiguous();
-  // per_group[g] = Σ_i grad_i ε_i over the group (the noise is R s_g ε_i).
+  // The noise of this step is what the forward added: installed - latent
+  // (= R s_g ε_i). per_group[g] = Σ_i grad_i · noise_i over the group.
+  const auto& noisy = slot.installed;
+  auto full = gradient_buffer(g);
   torch::Tensor per_group;
-  const auto& s = state.scale;
-  if (fused(w)) {
+  std::vector<int64_t> at_low, at_high;
+  const bool one_dtype = g.scalar_type() == w.scalar_type() && noisy.scalar_type() == w.scalar_type() &&
+                         g.device() == w.device() && noisy.device() == w.device() &&
+                         noisy.is_contiguous() && full.is_contiguous();
+  if (fused(w) && one_dtype) {
     per_group = torch::empty({groups}, torch::kFloat64);
     const int64_t gs = options_.group_size();  // 0: one group (the kernels' convention)
-    if (g.scalar_type() == torch::kFloat32) {
-      noise::correlate_noise<float>(g.data_ptr<float>(), g.numel(), gs, state.key,
-                                    kind_of(options_.noise()), per_group.data_ptr<double>());
+    if (w.scalar_type() == torch::kFloat32) {
+      fused_backward<float>(g, noisy, w, gs, state.low, state.high, per_group, full, at_low, at_high);
     } else {
-      noise::correlate_noise<double>(g.data_ptr<double>(), g.numel(), gs, state.key,
-                                     kind_of(options_.noise()), per_group.data_ptr<double>());
+      fused_backward<double>(g, noisy, w, gs, state.low, state.high, per_group, full, at_low, at_high);
     }
   } else {
-    auto noise = slot.installed - w;
-    auto sums = (g * noise).reshape({groups, -1}).sum(1).to(torch::kFloat64).to(torch::kCPU);
-    per_group = state.range > 0 ? sums / (s * state.range) : torch::zeros_like(sums);
+    per_group = (g * (noisy - w)).reshape({groups, -1}).sum(1).to(torch::kCPU, torch::kFloat64);
+    full.copy_(g);
+    auto flat = w.reshape(-1);
+    auto lo = (flat == state.low).nonzero().view(-1).to(torch::kCPU);
+    auto hi = (flat == state.high).nonzero().view(-1).to(torch::kCPU);
+    at_low.assign(lo.data_ptr<int64_t>(), lo.data_ptr<int64_t>() + lo.numel());
+    at_high.assign(hi.data_ptr<int64_t>(), hi.data_ptr<int64_t>() + hi.numel());
   }
-  // Logits: d noisy_i / d l_g = R s_g ε_i · d ln s_g / d l_g.
-  auto dlog = log_scale_derivative(slot.own.detach().to(torch::kFloat64).to(torch::kCPU));
-  auto logit_grad = (per_group * s * state.range * dlog).to(slot.own.device(), slot.own.scalar_type());
+  // Logits: d noisy_i / d l_g = noise_i · d ln s_g / d l_g.
+  auto logit_grad = per_group.to(state.log_slope.device(), state.log_slope.scalar_type()).mul(state.log_slope);
   auto& own_grad = slot.own.mutable_grad();
   if (own_grad.defined()) {
     own_grad.add_(logit_grad);
   } else {
-    own_grad = logit_grad.detach();
+    own_grad = logit_grad;
   }
   // Weights: identity, plus the range path (max and min are not detached;
-  // ties share the gradient evenly, like torch's max() and min()).
-  auto full = gradient_buffer(g).copy_(g);
+  // ties share the gradient evenly, like torch's max() and min()). The
+  // noise is R s_g ε_i, so d noisy_i / d R = noise_i / R.
   if (state.range > 0) {
-    const double d_range = (per_group * s).sum().item<double>();  // Σ_i g_i ε_i s_g
-    std::vector<int64_t> at_low, at_high;
-    if (w.device().is_cpu() && w.scalar_type() == torch::kFloat32) {
-      find_extremes<float>(w.data_ptr<float>(), w.numel(), static_cast<float>(state.low),
-                           static_cast<float>(state.high), at_low, at_high);
-    } else if (w.device().is_cpu() && w.scalar_type() == torch::kFloat64) {
-      find_extremes<double>(w.data_ptr<double>(), w.numel(), state.low, state.high, at_low, at_high);
-    } else {
-      auto flat = w.reshape(-1);
-      auto lo = (flat == state.low).nonzero().view(-1).to(torch::kCPU);
-      auto hi = (flat == state.high).nonzero().view(-1).to(torch::kCPU);
-      at_low.assign(lo.data_ptr<int64_t>(), lo.data_ptr<int64_t>() + lo.numel());
-      at_high.assign(hi.data_ptr<int64_t>(), hi.data_ptr<int64_t>() + hi.numel());
-    }
+    const double d_range = per_group.sum().item<double>() / state.range;
     auto flat_g = full.view(-1);
     for (int64_t i : at_high) flat_g[i] += d_range / static_cast<double>(at_high.size());
     for (int64_t i : at_low) flat_g[i] -= d_range / static_cast<double>(at_low.size());

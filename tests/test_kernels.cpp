@@ -81,16 +81,23 @@ TEST(Kernels, ResultsDoNotDependOnTheThreadCount) {
   auto scale = torch::rand({n / 16}).add(0.01);
   std::vector<torch::Tensor> noisy, backward_out;
   std::vector<double> sums, group0;
+  std::vector<std::vector<int64_t>> ties_at_low;
   for (int threads : {1, 2, 3}) {
     ThreadCount guard(threads);
     auto out = torch::empty_like(w);
     diffq::noise::add_noise<float>(w.data_ptr<float>(), out.data_ptr<float>(), n, 16, scale.data_ptr<float>(), 42,
                                    diffq::noise::Kind::kGaussian);
     noisy.push_back(out);
-    std::vector<double> per_group(size_t(n / 16));
-    diffq::noise::correlate_noise<float>(grad.data_ptr<float>(), n, 16, 42, diffq::noise::Kind::kGaussian,
-                                         per_group.data());
+    std::vector<double> per_group(size_t(n / 16)), one_group(1);
+    std::vector<int64_t> at_low, at_high;
+    auto copied = torch::empty_like(grad);
+    diffq::noise::noise_backward<float>(grad.data_ptr<float>(), out.data_ptr<float>(), w.data_ptr<float>(), n, 16,
+                                        -1.0f, 1.0f, per_group.data(), copied.data_ptr<float>(), at_low, at_high);
     group0.push_back(per_group[777]);
+    diffq::noise::noise_backward<float>(grad.data_ptr<float>(), out.data_ptr<float>(), w.data_ptr<float>(), n, 0,
+                                        -1.0f, 1.0f, one_group.data(), copied.data_ptr<float>(), at_low, at_high);
+    group0.push_back(one_group[0]);
+    ties_at_low.push_back(at_low);
     auto g = torch::empty_like(grad);
     sums.push_back(diffq::kernels::lsq_backward(w.data_ptr<float>(), grad.data_ptr<float>(), g.data_ptr<float>(),
                                                 n, 0.5f, 8, 7));
@@ -100,7 +107,11 @@ TEST(Kernels, ResultsDoNotDependOnTheThreadCount) {
     EXPECT_TRUE(same_bits(noisy[i], noisy[0]));
     EXPECT_TRUE(same_bits(backward_out[i], backward_out[0]));
     EXPECT_EQ(sums[i], sums[0]);
-    EXPECT_EQ(group0[i], group0[0]);
+    EXPECT_EQ(ties_at_low[i], ties_at_low[0]);
+  }
+  EXPECT_GT(ties_at_low[0].size(), 100u);  // -1 is one of the tie values
+  for (size_t i = 2; i < group0.size(); ++i) {
+    EXPECT_EQ(group0[i], group0[i % 2]);
   }
 }
 

@@ -87,23 +87,34 @@ TEST(Noise, DeterministicAndBuildsAgree) {
   }
 }
 
-TEST(Noise, AddAndCorrelateUseTheSameDraw) {
+TEST(Noise, BackwardRecoversTheAddedNoisePerGroup) {
   const int64_t n = 1000;  // not a multiple of 16
-  for (int64_t group_size : {0, 1, 5, 8, 16, 40}) {
+  for (int64_t group_size : {0, 1, 5, 8, 16, 40, 5000}) {
     const int64_t groups = group_size == 0 ? 1 : (n + group_size - 1) / group_size;  // the last group is partial
-    std::vector<double> w(n, 0.25), scale(groups), out(n), sums(groups);
+    std::vector<double> w(n), scale(groups), out(n), sums(groups, -1.0), grad(n), grad_out(n);
+    for (int64_t i = 0; i < n; ++i) w[i] = std::cos(0.37 * i);
+    w[17] = w[400] = -2.0;  // the minimum, twice
+    w[3] = 3.0;             // the maximum
     for (int64_t g = 0; g < groups; ++g) scale[g] = 1.0 + g;
     add_noise<double>(w.data(), out.data(), n, group_size, scale.data(), 3, Kind::kGaussian);
-    std::vector<double> grad(n);
+    std::vector<float> eps(n);
+    fill_noise(eps.data(), n, 3, Kind::kGaussian);
     for (int64_t i = 0; i < n; ++i) grad[i] = std::sin(0.1 * i);
-    correlate_noise<double>(grad.data(), n, group_size, 3, Kind::kGaussian, sums.data());
+    std::vector<int64_t> at_low, at_high;
+    noise_backward<double>(grad.data(), out.data(), w.data(), n, group_size, -2.0, 3.0, sums.data(),
+                           grad_out.data(), at_low, at_high);
+    // Against the draw itself: Σ grad_i s_g ε_i.
     std::vector<double> expected(groups, 0.0);
     for (int64_t i = 0; i < n; ++i) {
       const int64_t g = group_size == 0 ? 0 : i / group_size;
-      expected[g] += grad[i] * (out[i] - 0.25) / scale[g];
+      expected[g] += grad[i] * scale[g] * static_cast<double>(eps[i]);
     }
     for (int64_t g = 0; g < groups; ++g) {
-      EXPECT_NEAR(sums[g], expected[g], 1e-9) << "group size " << group_size << " group " << g;
+      EXPECT_NEAR(sums[g], expected[g], 1e-9 * (1 + std::abs(expected[g])))
+          << "group size " << group_size << " group " << g;
     }
+    EXPECT_EQ(grad_out, grad);
+    EXPECT_EQ(at_low, (std::vector<int64_t>{17, 400}));
+    EXPECT_EQ(at_high, (std::vector<int64_t>{3}));
   }
 }

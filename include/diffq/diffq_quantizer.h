@@ -129,10 +129,12 @@ class DiffQuantizer : public Quantizer {
   int64_t groups_of(const detail::Slot& slot) const;
   /// Elements per group of a slot (all of them when group_size is 0).
   int64_t extent_of(const detail::Slot& slot) const;
-  /// Noise scale s = 1/(2^b - 1) per group (no gradient).
-  torch::Tensor noise_scale(const torch::Tensor& logits) const;
-  /// d ln s / d l per group.
-  torch::Tensor log_scale_derivative(const torch::Tensor& logits) const;
+  /// Per group: the noise scale s (1/(2^b - 1) in the bits
+  /// parametrisation) and d ln s / d l, from the logits (no gradient).
+  struct GroupFactors {
+    torch::Tensor scale, log_slope;
+  };
+  GroupFactors group_factors(const torch::Tensor& logits) const;
   /// Rounded bits per group, extra bits included, clamped to 1..15.
   torch::Tensor true_bits(const detail::Slot& slot) const;
   size_t index_of(const detail::Slot& slot) const;
@@ -142,9 +144,9 @@ class DiffQuantizer : public Quantizer {
   struct NoiseState {
     uint64_t key = 0;
     double low = 0, high = 0, range = 0;
-    /// This step's noise scale per group, float64 on the CPU (computed once
-    /// in the forward, read by the backward).
-    torch::Tensor scale;
+    /// This step's d ln s / d l per group, in the logits' dtype and device
+    /// (computed once in the forward, read by the backward).
+    torch::Tensor log_slope;
   };
   /// True quantized values of `w` (the slot's latent or current data).
   torch::Tensor quantize(const detail::Slot& slot, const torch::Tensor& w) const;

@@ -48,6 +48,18 @@ void for_each_chunk(int64_t n, int64_t group_size, uint64_t key, Kind kind, F&& 
   else run(0, chunks);
 }
 
+// Σ x[0..n) in double, in a fixed order: four lanes, then pairwise.
+template <typename T>
+inline __attribute__((always_inline)) double sum_in_lanes(const T* x, int64_t n) {
+  double lane[4] = {0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    for (int j = 0; j < 4; ++j) lane[j] += static_cast<double>(x[i + j]);
+  }
+  for (; i < n; ++i) lane[i & 3] += static_cast<double>(x[i]);
+  return (lane[0] + lane[1]) + (lane[2] + lane[3]);
+}
+
 }  // namespace
 
 uint64_t mix_key(uint64_t a, uint64_t b, uint64_t c) {
@@ -96,45 +108,58 @@ void add_noise(const T* w, T* out, int64_t n, int64_t group_size, const T* scale
 }
 
 template <typename T>
-void correlate_noise(const T* grad, int64_t n, int64_t group_size, uint64_t key, Kind kind,
-                     double* sums) {
-  const int64_t groups = group_size == 0 ? 1 : n / group_size;
-  std::fill(sums, sums + groups, 0.0);
-  for_each_chunk(n, group_size, key, kind, [&](int64_t start, int64_t count, const float* eps) {
-    const T* gc = grad + start;
-    if (group_size == 0) {
-      T acc = 0;
-      for (int64_t i = 0; i < count; ++i) acc += gc[i] * static_cast<T>(eps[i]);
-      sums[0] += static_cast<double>(acc);
-    } else if (group_size % 16 == 0) {
-      for (int64_t b = 0; b < count; b += 16) {
-        const int64_t end = std::min<int64_t>(16, count - b);
-        T acc = 0;
-        for (int64_t i = 0; i < end; ++i) acc += gc[b + i] * static_cast<T>(eps[b + i]);
-        sums[(start + b) / group_size] += static_cast<double>(acc);
-      }
-    } else {
-      int64_t g = start / group_size;
-      int64_t left = group_size - start % group_size;
-      T acc = 0;
-      for (int64_t i = 0; i < count; ++i) {
-        acc += gc[i] * static_cast<T>(eps[i]);
-        if (--left == 0) {
-          sums[g] += static_cast<double>(acc);
-          acc = 0;
-          ++g;
-          left = group_size;
+void noise_backward(const T* grad, const T* noisy, const T* w, int64_t n, int64_t group_size, T low,
+                    T high, double* sums, T* grad_out, std::vector<int64_t>& at_low,
+                    std::vector<int64_t>& at_high) {
+  // Chunks of whole groups (one group: fixed chunks, partial sums added in
+  // order), so that the sums do not depend on how chunks meet threads.
+  const int64_t per_chunk =
+      group_size == 0 ? kChunk : std::max<int64_t>(1, kChunk / group_size) * group_size;
+  const int64_t chunks = (n + per_chunk - 1) / per_chunk;
+  std::vector<double> partial(group_size == 0 ? static_cast<size_t>(chunks) : 0);
+  std::vector<std::vector<int64_t>> lows(static_cast<size_t>(chunks)), highs(static_cast<size_t>(chunks));
+  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    std::vector<T> product(static_cast<size_t>(per_chunk));
+    T* p = product.data();
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t start = c * per_chunk, count = std::min(n - start, per_chunk);
+      const T *gc = grad + start, *nc = noisy + start, *wc = w + start;
+      std::copy(gc, gc + count, grad_out + start);
+      for (int64_t i = 0; i < count; ++i) p[i] = gc[i] * (nc[i] - wc[i]);
+      int extremes = 0;
+      for (int64_t i = 0; i < count; ++i) extremes += static_cast<int>(wc[i] == low) + static_cast<int>(wc[i] == high);
+      if (group_size == 0) {
+        partial[static_cast<size_t>(c)] = sum_in_lanes(p, count);
+      } else {
+        for (int64_t g0 = 0; g0 < count; g0 += group_size) {
+          sums[(start + g0) / group_size] = sum_in_lanes(p + g0, std::min(group_size, count - g0));
         }
       }
-      if (left != group_size) sums[g] += static_cast<double>(acc);
+      if (extremes > 0) {  // rare: the chunk holds the minimum or the maximum
+        for (int64_t i = 0; i < count; ++i) {
+          if (wc[i] == low) lows[static_cast<size_t>(c)].push_back(start + i);
+          if (wc[i] == high) highs[static_cast<size_t>(c)].push_back(start + i);
+        }
+      }
     }
   });
+  if (group_size == 0) {
+    double total = 0;
+    for (double p : partial) total += p;
+    sums[0] = total;
+  }
+  at_low.clear();
+  at_high.clear();
+  for (const auto& v : lows) at_low.insert(at_low.end(), v.begin(), v.end());
+  for (const auto& v : highs) at_high.insert(at_high.end(), v.begin(), v.end());
 }
 
 template void add_noise<float>(const float*, float*, int64_t, int64_t, const float*, uint64_t, Kind);
 template void add_noise<double>(const double*, double*, int64_t, int64_t, const double*, uint64_t, Kind);
-template void correlate_noise<float>(const float*, int64_t, int64_t, uint64_t, Kind, double*);
-template void correlate_noise<double>(const double*, int64_t, int64_t, uint64_t, Kind, double*);
+template void noise_backward<float>(const float*, const float*, const float*, int64_t, int64_t, float, float,
+                                    double*, float*, std::vector<int64_t>&, std::vector<int64_t>&);
+template void noise_backward<double>(const double*, const double*, const double*, int64_t, int64_t, double,
+                                     double, double*, double*, std::vector<int64_t>&, std::vector<int64_t>&);
 
 }  // namespace noise
 }  // namespace diffq
