@@ -150,7 +150,12 @@ void add_task_flags(CLI::App* tr, TrainFlags& f) {
 int finish_flags(TrainFlags& f, std::ostream& err) {
   auto& c = f.config;
   const auto& method = train::find_method(c.method);
-  const bool needs_bits = std::find(method.options.begin(), method.options.end(), "bits") != method.options.end();
+  // Quant-Noise's block modes (--opt qn_mode=proxy|ipq) have no bit-width.
+  const bool block_mode = c.method == "quant-noise" &&
+                          std::any_of(f.extra.begin(), f.extra.end(),
+                                      [](const std::string& kv) { return kv.rfind("qn_mode=", 0) == 0; });
+  const bool needs_bits =
+      !block_mode && std::find(method.options.begin(), method.options.end(), "bits") != method.options.end();
   if (needs_bits && f.bits->count() == 0) {
     err << "diffq train: --bits N is required for --method " << c.method << "\n";
     return 2;

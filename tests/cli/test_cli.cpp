@@ -85,6 +85,16 @@ TEST(Cli, ArgumentErrorsAreClearAndNonZero) {
   auto bits = run(tiny_train(cli_test::temp_dir("e2"), "qat"));
   EXPECT_NE(bits.status, 0);
   EXPECT_TRUE(contains(bits.err, "--bits N is required")) << bits.err;
+  // Quant-Noise: the scalar modes need --bits, the block modes have none.
+  auto scalar = run(tiny_train(cli_test::temp_dir("e2q"), "quant-noise"));
+  EXPECT_NE(scalar.status, 0);
+  EXPECT_TRUE(contains(scalar.err, "--bits N is required")) << scalar.err;
+  const auto proxy_dir = cli_test::temp_dir("e2p");
+  auto proxy = run(tiny_train(proxy_dir, "quant-noise", {"--opt", "qn_mode=proxy", "--opt", "p=0.2"}));
+  EXPECT_EQ(proxy.status, 0) << proxy.err;
+  auto ipq = run(tiny_train(cli_test::temp_dir("e2i"), "quant-noise",
+                            {"--opt", "qn_mode=ipq", "--opt", "centroids=16", "--init", proxy_dir + "/model.diffq"}));
+  EXPECT_EQ(ipq.status, 0) << ipq.err;
 
   auto model = run({"train", "--model", "resnet99", "--out", cli_test::temp_dir("e3")});
   EXPECT_NE(model.status, 0);
