@@ -5,9 +5,10 @@
 # paper does) against iPQ after plain float training. Same model, data and
 # budget as scripts/equal_size.sh (the spec's CNN, --width 2, full
 # Fashion-MNIST, 3 epochs, batch 128, Adam 1e-3 cosine, one thread), seeds
-# 0 1 2; then iPQ of every quantized layer in one stage (k-means, 256
-# centroids, blocks of 8 / one 3x3 kernel) and 1 epoch of centroid
-# fine-tuning from each trained model. Both iPQ models have the same size.
+# 0 1 2; then iPQ of every quantized layer in one stage (k-means; 256
+# centroids over blocks of 8, or 16 over blocks of 16; 3x3 convolutions by
+# whole kernels) and centroid fine-tuning from each trained model (step 2).
+# The iPQ models of both trained models have the same size.
 # Finished runs are skipped and interrupted ones resumed; the table is
 # rewritten after every run.
 #
@@ -36,14 +37,20 @@ for seed in $SEEDS; do
 done
 run_grid "$jobs_file"
 
-# 2. iPQ of each (same options, so the same size), 1 epoch of fine-tuning.
-IPQ="--method quant-noise --opt qn_mode=ipq --opt centroids=256 --opt block_size=8 --epochs 1"
+# 2. iPQ of each (same options, so the same size): 256 centroids over
+#    blocks of 8 with 1 epoch of fine-tuning (ipq_); the same with a single
+#    fine-tuning step of 128 images (ipq_1step_: the k-means result itself,
+#    nearly untouched, so the trained model's robustness to it); and a
+#    harsher code, 16 centroids over blocks of 16, 1 epoch (ipq16_).
+IPQ="--method quant-noise --opt qn_mode=ipq --epochs 1"
 jobs_file="$(mktemp)"
 for seed in $SEEDS; do
   for from in float "qnoise_p${P}"; do
     model="$RUNS/${from}_s$seed/model.diffq"
-    if [[ ! -f "$model" ]]; then echo "missing $model: skipping its iPQ run"; continue; fi
-    echo "ipq_after_${from}_s$seed|$IPQ --init $model --seed $seed" >> "$jobs_file"
+    if [[ ! -f "$model" ]]; then echo "missing $model: skipping its iPQ runs"; continue; fi
+    echo "ipq_after_${from}_s$seed|$IPQ --opt centroids=256 --opt block_size=8 --init $model --seed $seed" >> "$jobs_file"
+    echo "ipq_1step_after_${from}_s$seed|$IPQ --opt centroids=256 --opt block_size=8 --train-limit 128 --init $model --seed $seed" >> "$jobs_file"
+    echo "ipq16_after_${from}_s$seed|$IPQ --opt centroids=16 --opt block_size=16 --init $model --seed $seed" >> "$jobs_file"
   done
 done
 run_grid "$jobs_file"

@@ -5,12 +5,16 @@
 #   bash scripts/sweep.sh [RUNS_DIR]        (default: runs/)
 #
 # Environment: DIFFQ (the tool, default build/tools/diffq), JOBS (default 2),
-# GRID (fashion, groups, lm or all; default all). Finished runs are skipped
+# GRID (fashion, groups, lm, claims or all; default all). Finished runs are skipped
 # and interrupted ones resumed, so the script can be re-run after a kill.
 # Budgets (recorded in every metrics.json and in the tables):
 #   fashion: ResNet-20 style, 10 000 train images, full 10k test, 3 epochs;
 #   groups:  small CNN, 10 000 train images, full test, 3 epochs;
-#   lm:      KJV Transformer, vocab 10k, context 32, 6 000 train sequences, 2 epochs.
+#   lm:      KJV Transformer, vocab 10k, context 32, 6 000 train sequences, 2 epochs;
+#   claims:  the three-seed tables of docs/results/README.md (equal size,
+#            group size, Quant-Noise + iPQ: scripts/equal_size.sh,
+#            group_size.sh, quant_noise_ipq.sh; the one-shot table is
+#            scripts/one_shot.sh, about 80 minutes on its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-runs}"
@@ -73,3 +77,8 @@ export RUNS DIFFQ
 xargs -a "$jobs_file" -d '\n' -P "$JOBS" -I{} bash -c 'run_one "$@"' _ {}
 rm -f "$jobs_file"
 bash scripts/report.sh "$RUNS"
+if [[ "$GRID" == all || "$GRID" == claims ]]; then
+  for claim in equal_size group_size quant_noise_ipq; do
+    DIFFQ="$DIFFQ" JOBS="$JOBS" bash "scripts/$claim.sh" "$RUNS/$claim"
+  done
+fi
