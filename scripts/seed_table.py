@@ -5,7 +5,8 @@
 
 Reads RUNS_DIR/*/metrics.json; one row per configuration with the number of
 seeds, test accuracy, true size, mean bits, latent float accuracy and final
-λ (mean ± sample standard deviation). The .dat file (gnuplot) has one line
+λ (mean ± sample standard deviation); for language-model runs the test
+perplexity and the latent float perplexity instead of the accuracies. The .dat file (gnuplot) has one line
 per configuration: name, true MiB mean, std, accuracy mean, std."""
 import argparse
 import json
@@ -52,15 +53,20 @@ def main():
     lines = []
     if a.title:
         lines += [f"**{a.title}**", ""]
-    lines += ["| configuration | seeds | test accuracy (%) | true MiB | mean bits | latent float acc. (%) | final λ |",
+    # Language-model runs report a perplexity instead of an accuracy.
+    lm = any("perplexity" in r for runs in groups.values() for r in runs)
+    score, latent_key = ("perplexity", "latent_float_perplexity") if lm else ("accuracy", "latent_float_accuracy")
+    header = "test perplexity | true MiB | mean bits | latent float ppl." if lm else \
+        "test accuracy (%) | true MiB | mean bits | latent float acc. (%)"
+    lines += [f"| configuration | seeds | {header} | final λ |",
               "|---|---|---|---|---|---|---|"]
     dat = ["# config true_mib_mean true_mib_std accuracy_mean accuracy_std seeds"]
     for config in order:
         runs = groups[config]
-        acc = [r.get("accuracy") for r in runs]
+        acc = [r.get(score) for r in runs]
         mib = [r.get("true_mib") for r in runs]
         bits = [r.get("mean_bits") for r in runs]
-        latent = [r.get("latent_float_accuracy") for r in runs]
+        latent = [r.get(latent_key) for r in runs]
         lam = [r.get("final_penalty") for r in runs]
         seeds = ",".join(str(r.get("seed")) for r in runs)
         lines.append(f"| {config} | {seeds} | {cell(acc, 2)} | {cell(mib, 4)} | {cell(bits, 2)} | "

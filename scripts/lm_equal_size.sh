@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# DiffQ against QAT 4 bits at equal size on the language model (issue:
+# DiffQ's central claim, item 4): the KJV Transformer of scripts/sweep.sh's
+# lm grid (2 layers, width 128, vocabulary 10k, context 32, 6 000 training
+# sequences, 2 epochs, batch 32, gradient clip 1, Adam 1e-3 cosine, one
+# thread), seeds 0 1 2. DiffQ runs with its defaults in target-size mode at
+# QAT 4 bits' true size (`--method diffq --target-mib X`, no other DiffQ
+# option). Finished runs are skipped and interrupted ones resumed; the
+# table is rewritten after every run. Order: QAT and DiffQ seed by seed,
+# then the float and LSQ references.
+#
+#   bash scripts/lm_equal_size.sh [RUNS_DIR]     (default runs/lm_equal_size)
+# Environment: DIFFQ (default build/tools/diffq), JOBS (default 2), SEEDS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS="${1:-runs/lm_equal_size}"
+DIFFQ="${DIFFQ:-build/tools/diffq}"
+JOBS="${JOBS:-2}"
+SEEDS="${SEEDS:-0 1 2}"
+mkdir -p "$RUNS"
+
+BASE="--task kjv-lm --model transformer --vocab-size 10000 --context 32 --dim 128 --layers 2 --train-limit 6000 --epochs 2 --batch-size 32 --clip 1 --lr 0.001 --schedule cosine --threads 1 --progress plain"
+# True size of QAT 4 bits for this model (diffq train ... --method qat --bits 4: true_mib).
+Q4=0.8135528564453125
+AFTER_RUN='python3 scripts/seed_table.py "$RUNS" --md docs/results/lm_equal_size.md --title "KJV Transformer (2 layers, width 128), 6 000 sequences, 2 epochs, batch 32, clip 1, Adam 1e-3 cosine, one thread"'
+# shellcheck source=run_grid.sh
+source scripts/run_grid.sh
+jobs_file="$(mktemp)"
+for seed in $SEEDS; do
+  echo "qat4_s$seed|--method qat --bits 4 --seed $seed" >> "$jobs_file"
+  echo "diffq_t4_s$seed|--method diffq --target-mib $Q4 --seed $seed" >> "$jobs_file"
+done
+for seed in $SEEDS; do
+  echo "fp32_s$seed|--method fp32 --seed $seed" >> "$jobs_file"
+  echo "lsq4_s$seed|--method lsq --bits 4 --seed $seed" >> "$jobs_file"
+done
+run_grid "$jobs_file"
