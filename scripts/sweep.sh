@@ -12,8 +12,8 @@
 #   groups:  small CNN, 10 000 train images, full test, 3 epochs;
 #   lm:      KJV Transformer, vocab 10k, context 32, 6 000 train sequences, 2 epochs;
 #   claims:  the three-seed tables of docs/results/README.md (equal size,
-#            group size, Quant-Noise + iPQ: scripts/equal_size.sh,
-#            group_size.sh, quant_noise_ipq.sh; the one-shot table is
+#            group size, Quant-Noise + iPQ, language model: scripts/equal_size.sh,
+#            group_size.sh, quant_noise_ipq.sh, lm_equal_size.sh; the one-shot table is
 #            scripts/one_shot.sh, about 80 minutes on its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,7 +78,7 @@ xargs -a "$jobs_file" -d '\n' -P "$JOBS" -I{} bash -c 'run_one "$@"' _ {}
 rm -f "$jobs_file"
 bash scripts/report.sh "$RUNS"
 if [[ "$GRID" == all || "$GRID" == claims ]]; then
-  for claim in equal_size group_size quant_noise_ipq; do
+  for claim in equal_size group_size quant_noise_ipq lm_equal_size; do
     DIFFQ="$DIFFQ" JOBS="$JOBS" bash "scripts/$claim.sh" "$RUNS/$claim"
   done
 fi
