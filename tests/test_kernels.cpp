@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "../src/kernels/fake_quant.h"
+#include "../src/kernels/parallel_probe.h"
 #include "../src/noise/noise_kernels.h"
 
 namespace {
@@ -32,6 +33,15 @@ class ThreadCount {
  private:
   int before_;
 };
+
+// The kernels' at::parallel_for runs on the intra-op threads (it silently
+// runs on one thread in a translation unit built without OpenMP).
+TEST(Kernels, ParallelRegionsUseTheIntraOpThreads) {
+  for (int threads : {1, 2, 3}) {
+    ThreadCount guard(threads);
+    EXPECT_EQ(diffq::kernels::parallel_region_threads(), threads) << threads << " threads";
+  }
+}
 
 TEST(Kernels, UniformFakeQuantEqualsTheTensorExpression) {
   const int64_t n = 100003;
