@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -165,10 +166,26 @@ int child(const std::string& model_name, const std::string& method, int steps, i
 // Trainer and the CLI run) or "system" (its default settings).
 std::string g_allocator = "kept";
 
+// The thread pools' settings the children run with (read by libgomp and
+// OpenBLAS when they load, so set for each child): LibTorch's OpenMP
+// threads and OpenBLAS's own threads both spin after a parallel region by
+// default, each taking the cores from the other's next region. The values
+// README.md recommends, unless this program's environment sets them.
+std::vector<std::pair<std::string, std::string>> thread_environment() {
+  std::vector<std::pair<std::string, std::string>> env = {{"OMP_WAIT_POLICY", "PASSIVE"},
+                                                          {"OPENBLAS_THREAD_TIMEOUT", "4"}};
+  for (auto& kv : env) {
+    if (const char* value = std::getenv(kv.first.c_str())) kv.second = value;
+  }
+  return env;
+}
+
 nlohmann::json run_child(const std::string& self, const std::string& model, const std::string& method,
                          int steps, int threads) {
   // OpenBLAS keeps its own thread pool: give it the same thread count.
-  const std::string command = "OPENBLAS_NUM_THREADS=" + std::to_string(threads) + " '" + self +
+  std::string env;
+  for (const auto& kv : thread_environment()) env += kv.first + "='" + kv.second + "' ";
+  const std::string command = env + "OPENBLAS_NUM_THREADS=" + std::to_string(threads) + " '" + self +
                               "' --child " + model + " " + method + " " +
                               std::to_string(steps) + " " + std::to_string(threads) + " " + g_allocator;
   FILE* pipe = popen(command.c_str(), "r");
@@ -207,6 +224,12 @@ int main(int argc, char** argv) {
   self[n] = 0;
   nlohmann::json report = {{"threads", thread_counts}, {"steps", steps}, {"rounds", rounds}, {"allocator", g_allocator},
                             {"rows", nlohmann::json::array()}};
+  std::printf("children's environment:");
+  for (const auto& kv : thread_environment()) {
+    report["environment"][kv.first] = kv.second;
+    std::printf(" %s=%s", kv.first.c_str(), kv.second.c_str());
+  }
+  std::printf("\n");
   std::printf("%-7s %-6s %-8s %10s %8s %10s %11s %14s %8s %12s\n", "threads", "model", "method", "step (ms)",
               "ratio", "CPU ratio", "floor ratio", "peak RSS (MiB)", "ratio", "above model");
   const std::vector<std::string> methods = {"none", "diffq", "qat", "lsq", "qn-proxy", "qn-int4"};

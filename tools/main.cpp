@@ -5,8 +5,11 @@
 
 #include "cli.h"
 #include "signals.h"
+#include "thread_pools.h"
 
 int main(int argc, char** argv) {
+  // Before anything else: may re-execute the program (see thread_pools.h).
+  diffq::cli::use_sleeping_thread_pools(argc, argv);
   diffq::cli::install_signal_handlers();
   // Evaluation, compression and training all reuse large buffers.
   diffq::keep_freed_memory();

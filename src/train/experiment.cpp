@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -308,6 +309,12 @@ class Run {
     m["recalibrated_layers"] = recalibrated;
     if (trainer_.method().penalized) m["final_penalty"] = trainer_.size_penalty();
     m["world_size"] = comm_->world_size();
+    // The thread pools' wait settings this process ran with (README: more
+    // than one thread), null when unset.
+    for (const char* name : {"OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT"}) {
+      const char* value = std::getenv(name);
+      m["thread_environment"][name] = value ? nlohmann::json(value) : nlohmann::json();
+    }
     if (parallel_) {
       m["global_batch_size"] = plan_.global_batch();
       m["allreduce_seconds"] = parallel_->seconds();

@@ -349,6 +349,35 @@ TEST(Cli, SummarizeAndList) {
   EXPECT_TRUE(contains(l.out, "resnet20") && contains(l.out, "method diffq")) << l.out;
 }
 
+// With --threads > 1 the executable re-executes itself with the thread
+// pools' wait settings the environment lacks (tools/thread_pools.h); a value
+// the user set is kept; one thread, or DIFFQ_KEEP_THREAD_ENV=1, changes
+// nothing. metrics.json records what the run had.
+TEST(Cli, MoreThanOneThreadRunsWithSleepingThreadPools) {
+  const auto dir = cli_test::temp_dir("thread_env");
+  auto train = [&](const std::string& env, const std::string& name, int threads) {
+    std::string command = "env -u OMP_WAIT_POLICY -u OPENBLAS_THREAD_TIMEOUT -u DIFFQ_KEEP_THREAD_ENV " + env + " " +
+                          DIFFQ_TOOL;
+    for (const auto& a : tiny_train(dir + "/" + name, "fp32", {"--threads", std::to_string(threads)})) {
+      command += " '" + a + "'";
+    }
+    const int s = std::system((command + " >/dev/null 2>&1").c_str());
+    EXPECT_TRUE(WIFEXITED(s) && WEXITSTATUS(s) == 0) << command;
+    return read_json(dir + "/" + name + "/metrics.json")["thread_environment"];
+  };
+  auto e = train("", "two", 2);
+  EXPECT_EQ(e["OMP_WAIT_POLICY"], "PASSIVE");
+  EXPECT_EQ(e["OPENBLAS_THREAD_TIMEOUT"], "4");
+  e = train("OMP_WAIT_POLICY=ACTIVE", "user_value", 2);
+  EXPECT_EQ(e["OMP_WAIT_POLICY"], "ACTIVE");
+  EXPECT_EQ(e["OPENBLAS_THREAD_TIMEOUT"], "4");
+  e = train("", "one", 1);
+  EXPECT_TRUE(e["OMP_WAIT_POLICY"].is_null());
+  EXPECT_TRUE(e["OPENBLAS_THREAD_TIMEOUT"].is_null());
+  e = train("DIFFQ_KEEP_THREAD_ENV=1", "kept", 2);
+  EXPECT_TRUE(e["OMP_WAIT_POLICY"].is_null());
+}
+
 TEST(Cli, ExecutableExitStatus) {
   auto status = [](const std::string& args) {
     const int s = std::system((std::string(DIFFQ_TOOL) + " " + args + " >/dev/null 2>&1").c_str());
