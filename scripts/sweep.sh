@@ -12,9 +12,10 @@
 #   groups:  small CNN, 10 000 train images, full test, 3 epochs;
 #   lm:      KJV Transformer, vocab 10k, context 32, 6 000 train sequences, 2 epochs;
 #   claims:  the three-seed tables of docs/results/README.md (equal size,
-#            group size, Quant-Noise + iPQ, language model: scripts/equal_size.sh,
-#            group_size.sh, quant_noise_ipq.sh, lm_equal_size.sh; the one-shot table is
-#            scripts/one_shot.sh, about 80 minutes on its own).
+#            group size, Quant-Noise + iPQ, language model, BatchNorm ResNet:
+#            scripts/equal_size.sh, group_size.sh, quant_noise_ipq.sh,
+#            lm_equal_size.sh, resnet_equal_size.sh (about 6 hours on 2 cores); the
+#            one-shot table is scripts/one_shot.sh, about 80 minutes on its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-runs}"
@@ -78,7 +79,7 @@ xargs -a "$jobs_file" -d '\n' -P "$JOBS" -I{} bash -c 'run_one "$@"' _ {}
 rm -f "$jobs_file"
 bash scripts/report.sh "$RUNS"
 if [[ "$GRID" == all || "$GRID" == claims ]]; then
-  for claim in equal_size group_size quant_noise_ipq lm_equal_size; do
+  for claim in equal_size group_size quant_noise_ipq lm_equal_size resnet_equal_size; do
     DIFFQ="$DIFFQ" JOBS="$JOBS" bash "scripts/$claim.sh" "$RUNS/$claim"
   done
 fi
