@@ -4,7 +4,8 @@
 // itself with --child), so that peak memory (VmHWM) is measured per
 // configuration. Ratios are taken within one run of this program.
 //
-//   bench_training [--json FILE] [--steps N] [--threads T] [--rounds R] [--allocator kept|system]
+//   bench_training [--json FILE] [--steps N] [--threads T] [--rounds R] [--allocator jemalloc|kept|system]
+//                  [--grads released|zeroed]
 #include <diffq/allocator.h>
 #include <diffq/diffq.h>
 #include <diffq/quant_noise.h>
@@ -13,6 +14,9 @@
 #include <sys/wait.h>
 #include <torch/torch.h>
 #include <unistd.h>
+#include <c10/core/CPUAllocator.h>
+#include <mutex>
+#include <unordered_map>
 #include <ctime>
 
 #include <CLI/CLI.hpp>
@@ -51,6 +55,62 @@ double process_cpu_seconds() {
   return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
 }
 
+// Counts the bytes of every live CPU tensor allocation (delegating to
+// LibTorch's allocator) and keeps their peak: the memory training needs,
+// without the C library's heap placement (holes a freed block leaves behind
+// stay resident and count in the peak RSS).
+class CountingAllocator final : public c10::Allocator {
+ public:
+  // `inner` must give DataPtrs whose context is the data (LibTorch's CPU
+  // allocator does), so that raw allocations (oneDNN's) work through this
+  // one too.
+  explicit CountingAllocator(c10::Allocator* inner) : inner_(inner), inner_free_(inner->raw_deleter()) {
+    if (!inner_free_) throw std::runtime_error("the CPU allocator has no raw deleter");
+    self_ = this;
+  }
+  c10::DataPtr allocate(size_t bytes) const override {
+    auto inner = inner_->allocate(bytes);
+    void* data = inner.get();
+    if (inner.get_context() != data) throw std::runtime_error("the CPU allocator's context is not its data");
+    const auto device = inner.device();
+    inner.release_context();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      sizes_[data] = bytes;
+      live_ += int64_t(bytes);
+      peak_ = std::max(peak_, live_);
+    }
+    return {data, data, &release, device};
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return &release; }
+  int64_t peak_bytes() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return peak_;
+  }
+
+ private:
+  static void release(void* data) {
+    if (!data) return;
+    {
+      std::lock_guard<std::mutex> lock(self_->mutex_);
+      auto it = self_->sizes_.find(data);
+      if (it != self_->sizes_.end()) {
+        self_->live_ -= int64_t(it->second);
+        self_->sizes_.erase(it);
+      }
+    }
+    self_->inner_free_(data);
+  }
+  static CountingAllocator* self_;
+  c10::Allocator* inner_;
+  c10::DeleterFnPtr inner_free_;
+  mutable std::mutex mutex_;
+  mutable std::unordered_map<void*, size_t> sizes_;
+  mutable int64_t live_ = 0;
+  mutable int64_t peak_ = 0;
+};
+CountingAllocator* CountingAllocator::self_ = nullptr;
+
 long current_rss_kib() {
   std::ifstream status("/proc/self/status");
   std::string line;
@@ -62,8 +122,10 @@ long current_rss_kib() {
 
 // Runs one configuration and prints one JSON line.
 int child(const std::string& model_name, const std::string& method, int steps, int threads,
-          const std::string& allocator) {
+          const std::string& allocator, const std::string& grads) {
   if (allocator == "kept") diffq::keep_freed_memory();
+  static CountingAllocator counting(c10::GetCPUAllocator());
+  c10::SetCPUAllocator(&counting, /*priority=*/100);
   torch::set_num_threads(threads);
   torch::manual_seed(0);
   std::shared_ptr<torch::nn::Module> model;
@@ -86,6 +148,7 @@ int child(const std::string& model_name, const std::string& method, int steps, i
     return model_name == "mlp16" ? torch::mse_loss(out, y) : torch::cross_entropy_loss(out, y);
   };
   const long rss_model = current_rss_kib();
+  const int64_t tensors_model = counting.peak_bytes();
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(1e-3));
   std::unique_ptr<diffq::Quantizer> quantizer;
   if (method == "diffq") {
@@ -115,7 +178,14 @@ int child(const std::string& model_name, const std::string& method, int steps, i
   for (int i = 0; i < steps + 2; ++i) {
     const double c0 = process_cpu_seconds();
     const auto t0 = std::chrono::steady_clock::now();
-    optimizer.zero_grad();
+    if (grads == "released") {
+      // As the library's Trainer (and PyTorch >= 2.0's zero_grad) does.
+      for (auto& group : optimizer.param_groups()) {
+        for (auto& p : group.params()) p.mutable_grad() = torch::Tensor();
+      }
+    } else {
+      optimizer.zero_grad();  // LibTorch 1.13: fills the gradients with zeros
+    }
     if (quantizer) {
       auto step = quantizer->training_step();
       auto loss = loss_of(forward(x)) + 1.0 * quantizer->model_size();
@@ -134,6 +204,7 @@ int child(const std::string& model_name, const std::string& method, int steps, i
   std::sort(times.begin(), times.end());
   std::sort(cpu_times.begin(), cpu_times.end());
   const long peak_training = peak_rss_kib();  // before the floor's buffers below
+  const int64_t peak_tensors = counting.peak_bytes();
   // The floor's ingredients, on this model's weights: one read+write pass
   // (a copy) and one noise draw per weight.
   int64_t weights = 0;
@@ -157,14 +228,27 @@ int child(const std::string& model_name, const std::string& method, int steps, i
                         {"median_step_s", times[times.size() / 2]},
                         {"min_step_s", times.front()},   {"peak_rss_kib", peak_training},
                         {"median_cpu_step_s", cpu_times[cpu_times.size() / 2]},
-                        {"rss_after_model_kib", rss_model}};
+                        {"rss_after_model_kib", rss_model},
+                        {"peak_tensor_bytes", peak_tensors},
+                        {"tensor_bytes_after_model", tensors_model},
+                        {"grads", grads},
+                        {"allocator", diffq::allocator_info().name}};
   std::cout << out.dump() << std::endl;
   return 0;
 }
 
-// The C library's allocator: "kept" (diffq::keep_freed_memory, as the
-// Trainer and the CLI run) or "system" (its default settings).
+// The allocator: "jemalloc" (preloaded into each child, freed pages kept,
+// as the diffq tool runs), or glibc's with freed memory kept ("kept",
+// diffq::keep_freed_memory, as the Trainer sets it) or with its defaults
+// ("system").
+#ifdef DIFFQ_JEMALLOC_PATH
+std::string g_allocator = "jemalloc";
+#else
 std::string g_allocator = "kept";
+#endif
+// The gradients between steps: "released" (undefined before each step, as
+// the Trainer does) or "zeroed" (LibTorch 1.13's Optimizer::zero_grad()).
+std::string g_grads = "released";
 
 // The thread pools' settings the children run with (read by libgomp and
 // OpenBLAS when they load, so set for each child): LibTorch's OpenMP
@@ -185,16 +269,25 @@ nlohmann::json run_child(const std::string& self, const std::string& model, cons
   // OpenBLAS keeps its own thread pool: give it the same thread count.
   std::string env;
   for (const auto& kv : thread_environment()) env += kv.first + "='" + kv.second + "' ";
+#ifdef DIFFQ_JEMALLOC_PATH
+  if (g_allocator == "jemalloc") {
+    env += std::string("LD_PRELOAD='") + DIFFQ_JEMALLOC_PATH + "' MALLOC_CONF='dirty_decay_ms:-1,muzzy_decay_ms:-1' ";
+  }
+#endif
   const std::string command = env + "OPENBLAS_NUM_THREADS=" + std::to_string(threads) + " '" + self +
                               "' --child " + model + " " + method + " " +
-                              std::to_string(steps) + " " + std::to_string(threads) + " " + g_allocator;
+                              std::to_string(steps) + " " + std::to_string(threads) + " " + g_allocator + " " + g_grads;
   FILE* pipe = popen(command.c_str(), "r");
   if (!pipe) throw std::runtime_error("cannot start child");
   std::string text;
   char buffer[4096];
   while (fgets(buffer, sizeof buffer, pipe)) text += buffer;
   if (pclose(pipe) != 0) throw std::runtime_error("child failed: " + command);
-  return nlohmann::json::parse(text);
+  auto row = nlohmann::json::parse(text);
+  if (g_allocator == "jemalloc" && row.contains("allocator") && row["allocator"] != "jemalloc") {
+    throw std::runtime_error("the child did not run on jemalloc: " + command);
+  }
+  return row;
 }
 
 }  // namespace
@@ -202,7 +295,7 @@ nlohmann::json run_child(const std::string& self, const std::string& model, cons
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (!args.empty() && args[0] == "--child") {
-    return child(args.at(1), args.at(2), std::stoi(args.at(3)), std::stoi(args.at(4)), args.at(5));
+    return child(args.at(1), args.at(2), std::stoi(args.at(3)), std::stoi(args.at(4)), args.at(5), args.at(6));
   }
   std::string json_path = "bench_training.json";
   int steps = 10, rounds = 3;
@@ -215,14 +308,19 @@ int main(int argc, char** argv) {
   app.add_option("--rounds", rounds, "rounds (each configuration keeps its fastest)")->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--allocator", g_allocator,
-                 "kept: freed memory kept for reuse (as the Trainer runs) | system: the C library's defaults")
-      ->capture_default_str()->check(CLI::IsMember({"kept", "system"}));
+                 "jemalloc: preloaded, freed pages kept (as the diffq tool runs) | kept: glibc, freed memory kept "
+                 "(as the Trainer sets it) | system: glibc's defaults")
+      ->capture_default_str()->check(CLI::IsMember({"jemalloc", "kept", "system"}));
+  app.add_option("--grads", g_grads,
+                 "released: gradients undefined before each step (as the Trainer runs) | zeroed: "
+                 "Optimizer::zero_grad() of LibTorch 1.13, which keeps them")
+      ->capture_default_str()->check(CLI::IsMember({"released", "zeroed"}));
   CLI11_PARSE(app, argc, argv);
   char self[4096];
   const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   if (n <= 0) return 1;
   self[n] = 0;
-  nlohmann::json report = {{"threads", thread_counts}, {"steps", steps}, {"rounds", rounds}, {"allocator", g_allocator},
+  nlohmann::json report = {{"threads", thread_counts}, {"steps", steps}, {"rounds", rounds}, {"allocator", g_allocator}, {"grads", g_grads},
                             {"rows", nlohmann::json::array()}};
   std::printf("children's environment:");
   for (const auto& kv : thread_environment()) {
@@ -230,8 +328,10 @@ int main(int argc, char** argv) {
     std::printf(" %s=%s", kv.first.c_str(), kv.second.c_str());
   }
   std::printf("\n");
-  std::printf("%-7s %-6s %-8s %10s %8s %10s %11s %14s %8s %12s\n", "threads", "model", "method", "step (ms)",
-              "ratio", "CPU ratio", "floor ratio", "peak RSS (MiB)", "ratio", "above model");
+  std::printf("gradients between steps: %s\n", g_grads.c_str());
+  std::printf("%-7s %-6s %-8s %10s %8s %10s %11s %14s %8s %12s %13s %8s\n", "threads", "model", "method", "step (ms)",
+              "ratio", "CPU ratio", "floor ratio", "peak RSS (MiB)", "ratio", "above model", "tensors (MiB)",
+              "ratio");
   const std::vector<std::string> methods = {"none", "diffq", "qat", "lsq", "qn-proxy", "qn-int4"};
   // Extra passes over the weights beyond plain training (read+write passes,
   // noise draws) that each method cannot avoid: its floor.
@@ -270,11 +370,19 @@ int main(int argc, char** argv) {
       row["step_ratio"] = ratio;
       row["peak_rss_ratio"] = mem_ratio;
       row["peak_rss_ratio_above_model"] = mem_ratio_above;
+      // Peak of live tensor bytes, as a ratio of the plain run's, both
+      // counted on top of the same process (the plain run's RSS less its
+      // tensors' peak): what the peak RSS would be without heap holes.
+      const double process = base["peak_rss_kib"].get<double>() * 1024 - base["peak_tensor_bytes"].get<double>();
+      const double tensor_ratio = (process + row["peak_tensor_bytes"].get<double>()) /
+                                  (process + base["peak_tensor_bytes"].get<double>());
+      row["peak_tensor_ratio"] = tensor_ratio;
       report["rows"].push_back(row);
-      std::printf("%-7d %-6s %-8s %10.1f %7.2fx %9.2fx %10.2fx %14.1f %7.3fx %11.3fx\n", threads, model.c_str(),
-                  method.c_str(), row["median_step_s"].get<double>() * 1e3, ratio,
+      std::printf("%-7d %-6s %-8s %10.1f %7.2fx %9.2fx %10.2fx %14.1f %7.3fx %11.3fx %13.1f %7.3fx\n", threads,
+                  model.c_str(), method.c_str(), row["median_step_s"].get<double>() * 1e3, ratio,
                   row["cpu_step_ratio"].get<double>(), floor_ratio,
-                  row["peak_rss_kib"].get<double>() / 1024, mem_ratio, mem_ratio_above);
+                  row["peak_rss_kib"].get<double>() / 1024, mem_ratio, mem_ratio_above,
+                  row["peak_tensor_bytes"].get<double>() / 1048576, tensor_ratio);
       std::fflush(stdout);
     }
   }

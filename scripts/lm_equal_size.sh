@@ -11,7 +11,7 @@
 #
 #   bash scripts/lm_equal_size.sh [RUNS_DIR]     (default runs/lm_equal_size)
 # Environment: DIFFQ (default build/tools/diffq), JOBS (default 2), SEEDS;
-# TRAIN_LIMIT (default 6000) and EPOCHS (default 2) for a longer budget,
+# TRAIN_LIMIT (default 6000; 0 = all) and EPOCHS (default 2) for a longer budget,
 # whose table goes to docs/results/lm_equal_size_<TRAIN_LIMIT>x<EPOCHS>.md
 # (the per-epoch validation perplexity is in each run's log.jsonl).
 set -euo pipefail
@@ -23,14 +23,18 @@ SEEDS="${SEEDS:-0 1 2}"
 TRAIN_LIMIT="${TRAIN_LIMIT:-6000}"
 EPOCHS="${EPOCHS:-2}"
 TABLE=docs/results/lm_equal_size.md
-if [[ "$TRAIN_LIMIT" != 6000 || "$EPOCHS" != 2 ]]; then TABLE="docs/results/lm_equal_size_${TRAIN_LIMIT}x${EPOCHS}.md"; fi
+LIMIT_TEXT="$TRAIN_LIMIT sequences"; [[ "$TRAIN_LIMIT" == 0 ]] && LIMIT_TEXT="all training sequences"
+if [[ "$TRAIN_LIMIT" != 6000 || "$EPOCHS" != 2 ]]; then
+  limit_name="$TRAIN_LIMIT"; [[ "$TRAIN_LIMIT" == 0 ]] && limit_name=all  # 0 = every training sequence
+  TABLE="docs/results/lm_equal_size_${limit_name}x${EPOCHS}.md"
+fi
 mkdir -p "$RUNS"
 
 BASE="--task kjv-lm --model transformer --vocab-size 10000 --context 32 --dim 128 --layers 2 --train-limit $TRAIN_LIMIT --epochs $EPOCHS --batch-size 32 --clip 1 --lr 0.001 --schedule cosine --threads 1 --progress plain"
 # True size of QAT 4 bits for this model (diffq train ... --method qat --bits 4: true_mib).
 Q4=0.8135528564453125
-AFTER_RUN='python3 scripts/seed_table.py "$RUNS" --md "$TABLE" --title "KJV Transformer (2 layers, width 128), $TRAIN_LIMIT sequences, $EPOCHS epochs, batch 32, clip 1, Adam 1e-3 cosine, one thread"'
-export TABLE TRAIN_LIMIT EPOCHS
+AFTER_RUN='python3 scripts/seed_table.py "$RUNS" --md "$TABLE" --title "KJV Transformer (2 layers, width 128), $LIMIT_TEXT, $EPOCHS epochs, batch 32, clip 1, Adam 1e-3 cosine, one thread"'
+export TABLE TRAIN_LIMIT EPOCHS LIMIT_TEXT
 # shellcheck source=run_grid.sh
 source scripts/run_grid.sh
 jobs_file="$(mktemp)"

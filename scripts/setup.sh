@@ -13,7 +13,7 @@ PACKAGES=(
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   # libraries used by the code
-  nlohmann-json3-dev libcli11-dev libzstd-dev libxxhash-dev zlib1g-dev
+  nlohmann-json3-dev libcli11-dev libzstd-dev libxxhash-dev zlib1g-dev libjemalloc-dev
   # fuzzing and sanitizers (clang's libFuzzer runtime)
   clang-14 libclang-rt-14-dev
   # data and plots

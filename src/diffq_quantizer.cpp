@@ -137,7 +137,7 @@ bool DiffQuantizer::fused(const torch::Tensor& w) const {
 }
 
 torch::Tensor DiffQuantizer::training_data(detail::Slot& slot) {
-  if (frozen_) return reuse(slot.forward_buffer, slot.latent).copy_(quantize(slot, slot.latent));
+  if (frozen_) return quantize(slot, slot.latent).contiguous();
   const size_t index = index_of(slot);
   auto& state = noise_[index];
   const auto w = slot.latent.contiguous();
@@ -155,7 +155,7 @@ torch::Tensor DiffQuantizer::training_data(detail::Slot& slot) {
   auto scale = factors.scale.to(w.scalar_type()).mul_(range).contiguous();
   if (fused(w)) {
     state.key = noise::mix_key(options_.seed(), static_cast<uint64_t>(steps()), index);
-    auto out = reuse(slot.forward_buffer, w);
+    auto out = new_buffer(w);
     const int64_t gs = options_.group_size();  // 0: one group (the kernels' convention)
     if (w.scalar_type() == torch::kFloat32) {
       noise::add_noise<float>(w.data_ptr<float>(), out.data_ptr<float>(), w.numel(), gs,
@@ -199,7 +199,7 @@ torch::Tensor DiffQuantizer::backward(detail::Slot& slot, const torch::Tensor& g
   // The noise of this step is what the forward added: installed - latent
   // (= R s_g ε_i). per_group[g] = Σ_i grad_i · noise_i over the group.
   const auto& noisy = slot.installed;
-  auto full = gradient_buffer(g);
+  auto full = gradient_buffer(slot, g);  // may be `noisy` itself: the fused pass reads it first
   torch::Tensor per_group;
   std::vector<int64_t> at_low, at_high;
   const bool one_dtype = g.scalar_type() == w.scalar_type() && noisy.scalar_type() == w.scalar_type() &&

@@ -56,7 +56,7 @@ torch::Tensor LSQQuantizer::signed_levels(const torch::Tensor& w32, float step) 
 torch::Tensor LSQQuantizer::training_data(detail::Slot& slot) {
   if (!fused(slot.latent)) return quantized_data(slot);
   finite_range(slot.latent, slot.name);
-  auto out = reuse(slot.forward_buffer, slot.latent);
+  auto out = new_buffer(slot.latent);
   kernels::lsq_forward(slot.latent.data_ptr<float>(), out.data_ptr<float>(), out.numel(), step_of(slot),
                        float(negative_levels(options_.bits())), float(positive_levels(options_.bits())));
   return out;
@@ -68,7 +68,7 @@ torch::Tensor LSQQuantizer::backward(detail::Slot& slot, const torch::Tensor& gr
   const float step = step_of(slot);
   const double scale = 1.0 / std::sqrt(static_cast<double>(slot.latent.numel()) * qp);
   if (fused(slot.latent) && fused(grad)) {
-    auto out = gradient_buffer(grad);
+    auto out = gradient_buffer(slot, grad);
     const double sum = kernels::lsq_backward(slot.latent.data_ptr<float>(), grad.data_ptr<float>(),
                                              out.data_ptr<float>(), grad.numel(), step, float(qn), float(qp));
     add_step_gradient(slot, torch::full({}, sum * scale, slot.own.options().requires_grad(false)));

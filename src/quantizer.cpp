@@ -115,22 +115,18 @@ void Quantizer::install_hooks() {
   }
 }
 
-torch::Tensor Quantizer::reuse(torch::Tensor& cache, const torch::Tensor& like) {
-  const bool free = cache.defined() && cache.use_count() == 1 && cache.storage().use_count() == 1 &&
-                    cache.sizes() == like.sizes() && cache.scalar_type() == like.scalar_type() &&
-                    cache.device() == like.device();
-  if (!free) cache = torch::empty_like(like, torch::MemoryFormat::Contiguous);
-  return cache;
+torch::Tensor Quantizer::new_buffer(const torch::Tensor& like) {
+  return torch::empty_like(like, torch::MemoryFormat::Contiguous);
 }
 
-torch::Tensor Quantizer::gradient_buffer(const torch::Tensor& like) {
-  auto& cache = gradient_buffers_[{like.numel(), int(like.scalar_type())}];
-  if (cache.defined() && cache.sizes() != like.sizes()) {
-    // Same size, another shape: a view of the same storage when it is free.
-    auto flat = reuse(cache, cache);
-    return flat.view(like.sizes());
-  }
-  return reuse(cache, like);
+torch::Tensor Quantizer::gradient_buffer(const detail::Slot& slot, const torch::Tensor& like) {
+  const auto& installed = slot.installed;
+  const bool free = installed.defined() && installed.is_contiguous() && installed.sizes() == like.sizes() &&
+                    installed.scalar_type() == like.scalar_type() && installed.device() == like.device() &&
+                    installed.storage_offset() == 0 && installed.use_count() == 1 &&
+                    // the installed tensor and the parameter holding its data, nothing else
+                    installed.storage().use_count() == 2 && slot.tensor.storage().is_alias_of(installed.storage());
+  return free ? installed : new_buffer(like);
 }
 
 double Quantizer::leftover_bits() const {

@@ -27,7 +27,7 @@ torch::Tensor UniformQuantizer::training_data(detail::Slot& slot) {
   if (!(w.device().is_cpu() && w.scalar_type() == torch::kFloat32 && w.is_contiguous())) return quantized_data(slot);
   const auto range = finite_range(w, slot.name);
   if (!(range.second > range.first)) return quantized_data(slot);
-  auto out = reuse(slot.forward_buffer, w);
+  auto out = new_buffer(w);
   kernels::uniform_fake_quant(w.data_ptr<float>(), out.data_ptr<float>(), w.numel(), range.first, range.second,
                               float(std::pow(2.0, options_.bits()) - 1));
   return out;

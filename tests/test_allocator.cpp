@@ -6,6 +6,16 @@
 
 #include "diffq/allocator.h"
 
+// This test program is not linked with jemalloc (the diffq tool is; its
+// test is in test_cli).
+TEST(Allocator, InfoNamesTheCAllocatorWhenJemallocIsAbsent) {
+  if (std::getenv("LD_PRELOAD") && std::strstr(std::getenv("LD_PRELOAD"), "jemalloc")) GTEST_SKIP();
+  const auto info = diffq::allocator_info();
+  EXPECT_EQ(info.name, "libc");
+  EXPECT_TRUE(info.version.empty());
+  EXPECT_EQ(info.dirty_decay_ms, 0);
+}
+
 #if defined(__GLIBC__)
 #include <malloc.h>
 

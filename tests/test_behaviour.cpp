@@ -342,3 +342,48 @@ TEST(Behaviour, WrapsEveryKindOfLayer) {
   restore(fresh, q.get_quantized_state());
   EXPECT_TRUE(diffq_test::same_bits(*fresh, expected));
 }
+
+// The installed buffer lives from the forward to its layer's backward only:
+// DiffQ and LSQ hand it to autograd as the latent weight's gradient (no
+// buffer kept across steps, no copy of the gradient) — unless a graph kept
+// for a second backward still holds it, which then still sees the installed
+// values (the gradient goes to a new buffer).
+TEST(Behaviour, InstalledBufferBecomesTheGradientUnlessTheGraphIsKept) {
+  for (const std::string method : {"diffq", "lsq"}) {
+    SCOPED_TRACE(method);
+    torch::manual_seed(3);
+    Mlp mlp(16, 32, 16);
+    std::unique_ptr<Quantizer> q;
+    if (method == "diffq") {
+      q = std::make_unique<DiffQuantizer>(mlp, DiffQOptions().group_size(8).discovery(all_params()));
+    } else {
+      q = std::make_unique<LSQQuantizer>(mlp, LSQOptions().bits(3).discovery(all_params()));
+    }
+    auto x = torch::randn({8, 16});
+    // Released graph: the installed buffer is the gradient.
+    {
+      auto step = q->training_step();
+      const void* installed = mlp->fc1->weight.data_ptr();
+      mlp->forward(x).pow(2).sum().backward();
+      step.finish();
+      ASSERT_TRUE(mlp->fc1->weight.grad().defined());
+      EXPECT_EQ(mlp->fc1->weight.grad().data_ptr(), installed);
+      EXPECT_NE(mlp->fc1->weight.data_ptr(), installed);  // the latent data is back
+    }
+    for (auto& p : mlp->parameters()) p.mutable_grad() = torch::Tensor();
+    // Kept graph: a second backward through it gives the same input
+    // gradient as the first (the installed values were not overwritten).
+    {
+      auto step = q->training_step();
+      const void* installed = mlp->fc1->weight.data_ptr();
+      auto xi = x.clone().requires_grad_(true);
+      auto loss = mlp->forward(xi).pow(2).sum();
+      loss.backward({}, /*retain_graph=*/true);
+      step.finish();
+      const auto first = xi.grad().clone();
+      EXPECT_NE(mlp->fc1->weight.grad().data_ptr(), installed);
+      const auto second = torch::autograd::grad({loss}, {xi})[0];
+      EXPECT_TRUE(torch::equal(first, second)) << "the kept graph lost the installed weights";
+    }
+  }
+}

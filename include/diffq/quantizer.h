@@ -74,7 +74,8 @@ struct Slot {
   torch::Tensor own;
   /// The float data while the tensor holds other data; undefined otherwise.
   torch::Tensor latent;
-  /// The data installed for the training forward.
+  /// The data installed for the training forward (a buffer of this step
+  /// only: released when the gradient arrives, see `Quantizer::new_buffer`).
   torch::Tensor installed;
   /// Index of the first slot sharing this tensor (itself when unique).
   size_t storage_index = 0;
@@ -82,9 +83,6 @@ struct Slot {
   bool waiting_for_gradient = false;
   /// True when the gradient reached this slot in the current step.
   bool received_gradient = false;
-  /// The buffer of the installed data, reused by the next step once
-  /// nothing else holds it (see `Quantizer::reuse`).
-  torch::Tensor forward_buffer;
 };
 
 /// A parameter left in float.
@@ -238,22 +236,31 @@ class Quantizer {
   /// The quantizer's options, as text, for the stored state.
   virtual std::map<std::string, std::string> option_map() const = 0;
 
-  /// `cache` if nothing else holds its storage and it has the shape and
-  /// dtype of `like`; else a new contiguous buffer, kept in `cache`. Saves
-  /// a full-size allocation (and its page faults) per tensor per step.
-  static torch::Tensor reuse(torch::Tensor& cache, const torch::Tensor& like);
-  /// A buffer shaped like `like` for a gradient returned by `backward`:
-  /// one per size, shared by the slots (the autograd engine consumes each
-  /// returned gradient before the next hook runs).
-  torch::Tensor gradient_buffer(const torch::Tensor& like);
+  /// A new contiguous buffer shaped like `like`, for the data installed for
+  /// one training forward or for a gradient returned by `backward`. Never
+  /// kept across steps: the installed data is freed as soon as its gradient
+  /// has arrived (the layer's autograd node has released it by then), so a
+  /// quantizer's extra memory lives only from the forward to each tensor's
+  /// backward, where the latent weights' gradients take its place; and a
+  /// returned gradient that nothing else holds becomes the weight's `grad`
+  /// without a copy (a buffer kept by the quantizer would be cloned by the
+  /// engine). With `diffq::keep_freed_memory()` (the Trainer's default) the
+  /// allocation reuses freed heap memory: no page faults.
+  static torch::Tensor new_buffer(const torch::Tensor& like);
+  /// A buffer for the gradient `backward` returns for `slot`: the installed
+  /// data's own buffer when nothing but the slot and the parameter holds it
+  /// any more (its values are not needed once the gradient has arrived; a
+  /// graph kept for a second backward still holds it, and then a new
+  /// buffer is returned). The buffer then passes from the forward to the
+  /// weight's gradient, and the next step's installed data takes the
+  /// memory of the gradients released before it: the same blocks cycle.
+  static torch::Tensor gradient_buffer(const detail::Slot& slot, const torch::Tensor& like);
 
   /// Bits of the float leftovers (float16/float32). Detected aliases are
   /// not leftovers of their own, so a tied tensor counts once.
   double leftover_bits() const;
 
   std::vector<detail::Slot> slots_;
-  /// Gradient buffers by element count (`gradient_buffer`).
-  std::map<std::pair<int64_t, int>, torch::Tensor> gradient_buffers_;
   std::vector<detail::Leftover> leftovers_;
   /// The model's persistent buffers (stored after the parameters).
   std::vector<detail::Buffer> buffers_;

@@ -124,8 +124,8 @@ void noise_backward(const T* grad, const T* noisy, const T* w, int64_t n, int64_
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t start = c * per_chunk, count = std::min(n - start, per_chunk);
       const T *gc = grad + start, *nc = noisy + start, *wc = w + start;
-      std::copy(gc, gc + count, grad_out + start);
       for (int64_t i = 0; i < count; ++i) p[i] = gc[i] * (nc[i] - wc[i]);
+      std::copy(gc, gc + count, grad_out + start);  // after the reads: grad_out may be noisy
       int extremes = 0;
       for (int64_t i = 0; i < count; ++i) extremes += static_cast<int>(wc[i] == low) + static_cast<int>(wc[i] == high);
       if (group_size == 0) {

@@ -334,7 +334,7 @@ torch::Tensor OneShotQuantizer::training_data(detail::Slot& slot) {
   if (!fused(slot.latent)) {
     return torch::clamp(torch::round(slot.latent / step), -negative_levels(bits), positive_levels(bits)) * step;
   }
-  auto out = reuse(slot.forward_buffer, slot.latent);
+  auto out = new_buffer(slot.latent);
   kernels::lsq_forward(slot.latent.data_ptr<float>(), out.data_ptr<float>(), out.numel(), step,
                        float(negative_levels(bits)), float(positive_levels(bits)));
   return out;
@@ -349,7 +349,7 @@ torch::Tensor OneShotQuantizer::backward(detail::Slot& slot, const torch::Tensor
   double sum = 0;
   torch::Tensor out;
   if (fused(slot.latent) && fused(grad)) {
-    out = gradient_buffer(grad);
+    out = gradient_buffer(slot, grad);
     sum = kernels::lsq_backward(slot.latent.data_ptr<float>(), grad.data_ptr<float>(), out.data_ptr<float>(),
                                 grad.numel(), step, float(qn), float(qp));
   } else {

@@ -15,6 +15,7 @@
 
 #include <torch/torch.h>
 
+#include "diffq/allocator.h"
 #include "diffq/batchnorm.h"
 #include "diffq/error.h"
 #include "diffq/format.h"
@@ -315,6 +316,10 @@ class Run {
       const char* value = std::getenv(name);
       m["thread_environment"][name] = value ? nlohmann::json(value) : nlohmann::json();
     }
+    // The allocator serving malloc (its peak memory differs; diffq/allocator.h).
+    const auto allocator = allocator_info();
+    m["allocator"] = {{"name", allocator.name}, {"version", allocator.version},
+                      {"dirty_decay_ms", allocator.dirty_decay_ms}, {"muzzy_decay_ms", allocator.muzzy_decay_ms}};
     if (parallel_) {
       m["global_batch_size"] = plan_.global_batch();
       m["allreduce_seconds"] = parallel_->seconds();

@@ -378,6 +378,32 @@ TEST(Cli, MoreThanOneThreadRunsWithSleepingThreadPools) {
   EXPECT_TRUE(e["OMP_WAIT_POLICY"].is_null());
 }
 
+// The tool runs on jemalloc keeping freed pages (its peak memory follows the
+// live tensors; diffq/allocator.h), and a user's MALLOC_CONF wins.
+TEST(Cli, ToolRunsOnJemallocKeepingFreedPages) {
+  const auto dir = cli_test::temp_dir("allocator");
+  auto train = [&](const std::string& env, const std::string& name) {
+    std::string command = "env -u MALLOC_CONF -u LD_PRELOAD " + env + " " + DIFFQ_TOOL;
+    for (const auto& a : tiny_train(dir + "/" + name, "fp32", {})) command += " '" + a + "'";
+    const int s = std::system((command + " >/dev/null 2>&1").c_str());
+    EXPECT_TRUE(WIFEXITED(s) && WEXITSTATUS(s) == 0) << command;
+    return read_json(dir + "/" + name + "/metrics.json")["allocator"];
+  };
+  auto a = train("", "default");
+#if DIFFQ_TOOL_JEMALLOC
+  EXPECT_EQ(a["name"], "jemalloc");
+  EXPECT_FALSE(a["version"].get<std::string>().empty());
+  EXPECT_EQ(a["dirty_decay_ms"], -1);
+  EXPECT_EQ(a["muzzy_decay_ms"], -1);
+  a = train("MALLOC_CONF=dirty_decay_ms:1000", "user_value");
+  EXPECT_EQ(a["name"], "jemalloc");
+  EXPECT_EQ(a["dirty_decay_ms"], 1000);
+  EXPECT_EQ(a["muzzy_decay_ms"], -1);
+#else
+  EXPECT_EQ(a["name"], "libc");  // built without jemalloc (sanitizer builds)
+#endif
+}
+
 TEST(Cli, ExecutableExitStatus) {
   auto status = [](const std::string& args) {
     const int s = std::system((std::string(DIFFQ_TOOL) + " " + args + " >/dev/null 2>&1").c_str());

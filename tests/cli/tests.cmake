@@ -12,5 +12,6 @@ diffq_add_test(test_cli
 target_link_libraries(test_cli PRIVATE diffq_cli xxhash)
 target_compile_definitions(test_cli PRIVATE
   DIFFQ_TOOL="$<TARGET_FILE:diffq_tool>"
-  DIFFQ_CLI_FIXTURES="${CMAKE_CURRENT_LIST_DIR}/fixtures")
+  DIFFQ_CLI_FIXTURES="${CMAKE_CURRENT_LIST_DIR}/fixtures"
+  DIFFQ_TOOL_JEMALLOC=$<BOOL:${DIFFQ_JEMALLOC}>)
 add_dependencies(test_cli diffq_tool)
