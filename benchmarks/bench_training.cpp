@@ -254,10 +254,12 @@ std::string g_grads = "released";
 // OpenBLAS when they load, so set for each child): LibTorch's OpenMP
 // threads and OpenBLAS's own threads both spin after a parallel region by
 // default, each taking the cores from the other's next region. The values
-// README.md recommends, unless this program's environment sets them.
+// the diffq tool sets (tools/thread_pools.h), unless this program's
+// environment sets them (OMP_WAIT_POLICY then replaces GOMP_SPINCOUNT).
 std::vector<std::pair<std::string, std::string>> thread_environment() {
-  std::vector<std::pair<std::string, std::string>> env = {{"OMP_WAIT_POLICY", "PASSIVE"},
+  std::vector<std::pair<std::string, std::string>> env = {{"GOMP_SPINCOUNT", "3000"},
                                                           {"OPENBLAS_THREAD_TIMEOUT", "4"}};
+  if (const char* policy = std::getenv("OMP_WAIT_POLICY")) env[0] = {"OMP_WAIT_POLICY", policy};
   for (auto& kv : env) {
     if (const char* value = std::getenv(kv.first.c_str())) kv.second = value;
   }

@@ -34,11 +34,12 @@ void use_sleeping_thread_pools(int argc, char** argv) {
   const char* keep = std::getenv("DIFFQ_KEEP_THREAD_ENV");
   if (keep && std::strcmp(keep, "1") == 0) return;
   if (requested_threads(argc, argv) <= 1) return;
-  static const char* const kSettings[][2] = {{"OMP_WAIT_POLICY", "PASSIVE"}, {"OPENBLAS_THREAD_TIMEOUT", "4"}};
-  bool missing = false;
-  for (const auto& s : kSettings) missing = missing || std::getenv(s[0]) == nullptr;
-  if (!missing) return;
-  for (const auto& s : kSettings) ::setenv(s[0], s[1], /*overwrite=*/0);
+  // libgomp's wait: a user's OMP_WAIT_POLICY or GOMP_SPINCOUNT is kept.
+  const bool gomp_set = std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr;
+  const bool openblas_set = std::getenv("OPENBLAS_THREAD_TIMEOUT") != nullptr;
+  if (gomp_set && openblas_set) return;
+  if (!gomp_set) ::setenv("GOMP_SPINCOUNT", "3000", /*overwrite=*/0);
+  if (!openblas_set) ::setenv("OPENBLAS_THREAD_TIMEOUT", "4", /*overwrite=*/0);
   // The re-executed program finds both set and goes on; if exec fails this
   // one goes on with the pools as they are.
   ::execv("/proc/self/exe", argv);

@@ -312,7 +312,7 @@ class Run {
     m["world_size"] = comm_->world_size();
     // The thread pools' wait settings this process ran with (README: more
     // than one thread), null when unset.
-    for (const char* name : {"OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT"}) {
+    for (const char* name : {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OPENBLAS_THREAD_TIMEOUT"}) {
       const char* value = std::getenv(name);
       m["thread_environment"][name] = value ? nlohmann::json(value) : nlohmann::json();
     }

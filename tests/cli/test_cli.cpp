@@ -356,8 +356,8 @@ TEST(Cli, SummarizeAndList) {
 TEST(Cli, MoreThanOneThreadRunsWithSleepingThreadPools) {
   const auto dir = cli_test::temp_dir("thread_env");
   auto train = [&](const std::string& env, const std::string& name, int threads) {
-    std::string command = "env -u OMP_WAIT_POLICY -u OPENBLAS_THREAD_TIMEOUT -u DIFFQ_KEEP_THREAD_ENV " + env + " " +
-                          DIFFQ_TOOL;
+    std::string command = "env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT -u OPENBLAS_THREAD_TIMEOUT -u DIFFQ_KEEP_THREAD_ENV " +
+                          env + " " + DIFFQ_TOOL;
     for (const auto& a : tiny_train(dir + "/" + name, "fp32", {"--threads", std::to_string(threads)})) {
       command += " '" + a + "'";
     }
@@ -366,16 +366,20 @@ TEST(Cli, MoreThanOneThreadRunsWithSleepingThreadPools) {
     return read_json(dir + "/" + name + "/metrics.json")["thread_environment"];
   };
   auto e = train("", "two", 2);
-  EXPECT_EQ(e["OMP_WAIT_POLICY"], "PASSIVE");
-  EXPECT_EQ(e["OPENBLAS_THREAD_TIMEOUT"], "4");
-  e = train("OMP_WAIT_POLICY=ACTIVE", "user_value", 2);
-  EXPECT_EQ(e["OMP_WAIT_POLICY"], "ACTIVE");
-  EXPECT_EQ(e["OPENBLAS_THREAD_TIMEOUT"], "4");
-  e = train("", "one", 1);
+  EXPECT_EQ(e["GOMP_SPINCOUNT"], "3000");
   EXPECT_TRUE(e["OMP_WAIT_POLICY"].is_null());
+  EXPECT_EQ(e["OPENBLAS_THREAD_TIMEOUT"], "4");
+  e = train("OMP_WAIT_POLICY=PASSIVE", "user_policy", 2);  // the user's OpenMP setting replaces the spin count
+  EXPECT_EQ(e["OMP_WAIT_POLICY"], "PASSIVE");
+  EXPECT_TRUE(e["GOMP_SPINCOUNT"].is_null());
+  EXPECT_EQ(e["OPENBLAS_THREAD_TIMEOUT"], "4");
+  e = train("GOMP_SPINCOUNT=77", "user_spin", 2);
+  EXPECT_EQ(e["GOMP_SPINCOUNT"], "77");
+  e = train("", "one", 1);
+  EXPECT_TRUE(e["GOMP_SPINCOUNT"].is_null());
   EXPECT_TRUE(e["OPENBLAS_THREAD_TIMEOUT"].is_null());
   e = train("DIFFQ_KEEP_THREAD_ENV=1", "kept", 2);
-  EXPECT_TRUE(e["OMP_WAIT_POLICY"].is_null());
+  EXPECT_TRUE(e["GOMP_SPINCOUNT"].is_null());
 }
 
 // The tool runs on jemalloc keeping freed pages (its peak memory follows the
