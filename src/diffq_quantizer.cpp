@@ -131,6 +131,41 @@ size_t DiffQuantizer::index_of(const detail::Slot& slot) const {
   return static_cast<size_t>(&slot - slots_.data());
 }
 
+bool DiffQuantizer::fused_groups(const detail::Slot& slot) const {
+  return options_.param() == Parametrization::kBits && slot.own.device().is_cpu() &&
+         slot.own.scalar_type() == torch::kFloat32;
+}
+
+namespace {
+
+// Σ_g b_g over one tensor's float logits on the CPU (bits parametrisation),
+// one pass forward and one backward; `max` receives max_g b_g.
+struct BitsSum : torch::autograd::Function<BitsSum> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& logits, double min_bits,
+                               double span, double* max) {
+    auto l = logits.contiguous();
+    double sum = 0;
+    float top = 0;
+    noise::group_kernels().bits_sum(l.data_ptr<float>(), l.numel(), static_cast<float>(min_bits),
+                                    static_cast<float>(span), &sum, &top);
+    *max = top;
+    ctx->save_for_backward({logits});
+    ctx->saved_data["span"] = span;
+    return torch::scalar_tensor(sum, torch::kFloat64);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto l = ctx->get_saved_variables()[0].contiguous();
+    const double coefficient = grads[0].item<double>() * ctx->saved_data["span"].toDouble();
+    auto out = torch::empty_like(l, torch::MemoryFormat::Contiguous);
+    noise::group_kernels().bits_sum_grad(l.data_ptr<float>(), l.numel(), static_cast<float>(coefficient),
+                                         out.data_ptr<float>());
+    return {out, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
 bool DiffQuantizer::fused(const torch::Tensor& w) const {
   return w.device().is_cpu() &&
          (w.scalar_type() == torch::kFloat32 || w.scalar_type() == torch::kFloat64);
@@ -141,18 +176,39 @@ torch::Tensor DiffQuantizer::training_data(detail::Slot& slot) {
   const size_t index = index_of(slot);
   auto& state = noise_[index];
   const auto w = slot.latent.contiguous();
-  auto minmax = torch::aminmax(w);
-  state.low = std::get<0>(minmax).item<double>();
-  state.high = std::get<1>(minmax).item<double>();
+  if (fused(w) && w.scalar_type() == torch::kFloat32 && w.numel() > 0) {
+    float low, high;
+    noise::range(w.data_ptr<float>(), w.numel(), &low, &high);
+    state.low = low;
+    state.high = high;
+  } else {
+    auto minmax = torch::aminmax(w);
+    state.low = std::get<0>(minmax).item<double>();
+    state.high = std::get<1>(minmax).item<double>();
+  }
   DIFFQ_CHECK(std::isfinite(state.low) && std::isfinite(state.high), "parameter '", slot.name,
               "' contains NaN or infinite values; it cannot be quantized");
-  auto range = std::get<1>(minmax) - std::get<0>(minmax);
+  // R = max - min in the weight's dtype (as torch would subtract them).
+  const auto range = torch::scalar_tensor(state.high, w.options()) - torch::scalar_tensor(state.low, w.options());
   state.range = range.item<double>();
   const int64_t groups = groups_of(slot);
   // Δ_g = R · s_g, in the weight's dtype; the backward's d ln s / d l kept.
-  auto factors = group_factors(slot.own.detach());
-  state.log_slope = factors.log_slope;
-  auto scale = factors.scale.to(w.scalar_type()).mul_(range).contiguous();
+  torch::Tensor scale;
+  if (fused_groups(slot) && w.scalar_type() == torch::kFloat32) {
+    const auto& o = options_;
+    const auto logits = slot.own.detach().contiguous();
+    scale = torch::empty({groups}, torch::kFloat32);
+    state.log_slope = torch::empty({groups}, torch::kFloat32);
+    const double ln2 = std::log(2.0);
+    noise::group_kernels().factors(logits.data_ptr<float>(), groups,
+                                   static_cast<float>((o.max_bits() - o.min_bits()) * ln2),
+                                   static_cast<float>(o.min_bits() * ln2), range.item<float>(),
+                                   scale.data_ptr<float>(), state.log_slope.data_ptr<float>());
+  } else {
+    auto factors = group_factors(slot.own.detach());
+    state.log_slope = factors.log_slope;
+    scale = factors.scale.to(w.scalar_type()).mul_(range).contiguous();
+  }
   if (fused(w)) {
     state.key = noise::mix_key(options_.seed(), static_cast<uint64_t>(steps()), index);
     auto out = new_buffer(w);
@@ -357,10 +413,20 @@ torch::Tensor DiffQuantizer::model_size() const {
   bool first = true;
   for (const auto& slot : slots_) {
     const double g_eff = static_cast<double>(extent_of(slot));
-    auto b = bits_of(slot).to(torch::kFloat64) + o.extra_bits();
-    const double max_b = std::round(b.max().item<double>());
+    torch::Tensor bits_sum;
+    double max_b;
+    if (fused_groups(slot)) {
+      double top = 0;
+      bits_sum = BitsSum::apply(slot.own, o.min_bits(), o.max_bits() - o.min_bits(), &top);
+      bits_sum = bits_sum + o.extra_bits() * static_cast<double>(slot.own.numel());
+      max_b = std::round(top + o.extra_bits());
+    } else {
+      auto b = bits_of(slot).to(torch::kFloat64) + o.extra_bits();
+      max_b = std::round(b.max().item<double>());
+      bits_sum = b.sum();
+    }
     const double bits_bits = std::ceil(std::log2(1.0 + std::max(0.0, max_b - o.min_bits())));
-    auto slot_bits = g_eff * b.sum() + 64.0 + 8.0 + bits_bits * static_cast<double>(b.numel());
+    auto slot_bits = g_eff * bits_sum + 64.0 + 8.0 + bits_bits * static_cast<double>(slot.own.numel());
     if (first) {
       total = slot_bits.to(torch::kCPU);
       first = false;

@@ -219,3 +219,43 @@ TEST(Gradients, LsqWeightAndStepFormulas) {
   EXPECT_GT(outside, 0);
   EXPECT_NEAR(step_param.grad().item<double>(), expected_step, 1e-5 * std::abs(expected_step) + 1e-6);
 }
+
+// The float path's fused group kernels (noise scales, d ln s / d l, the
+// size and its gradient) against the double path's torch operations, on
+// the same layer and logits: the same numbers to float precision.
+TEST(Gradients, FloatGroupKernelsMatchTheDoublePath) {
+  DiscoveryOptions d;
+  d.min_size(0).exclude({"bias"});
+  const auto options = DiffQOptions().group_size(4).seed(99).discovery(d);
+  torch::manual_seed(5);
+  auto x = torch::randn({7, 8});
+  auto r = torch::randn({7, 6});
+  std::vector<torch::Tensor> sizes, size_grads, weight_grads, logit_grads;
+  for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
+    auto layer = make_layer();
+    layer->to(dtype);
+    DiffQuantizer q(layer, options);
+    auto logits = q.parameters()[0];
+    {
+      torch::NoGradGuard no_grad;
+      logits.copy_(torch::linspace(-6, 6, logits.numel(), dtype));  // 2.03 .. 14.97 bits
+    }
+    auto size = q.model_size();
+    size.backward();
+    sizes.push_back(size.detach());
+    size_grads.push_back(logits.grad().to(torch::kFloat64).clone());
+    logits.mutable_grad() = torch::Tensor();
+    auto step = q.training_step();
+    auto loss = (torch::tanh(layer->forward(x.to(dtype))) * r.to(dtype)).sum();
+    loss.backward();
+    step.finish();
+    weight_grads.push_back(layer->weight.grad().to(torch::kFloat64));
+    logit_grads.push_back(logits.grad().to(torch::kFloat64));
+  }
+  EXPECT_NEAR(sizes[0].item<double>(), sizes[1].item<double>(), 1e-6 * sizes[1].item<double>());
+  EXPECT_TRUE(torch::allclose(size_grads[0], size_grads[1], 1e-5, 1e-12)) << size_grads[0] - size_grads[1];
+  EXPECT_TRUE(torch::allclose(weight_grads[0], weight_grads[1], 1e-4, 1e-6));
+  EXPECT_TRUE(torch::allclose(logit_grads[0], logit_grads[1], 1e-3, 1e-7)) << logit_grads[0] - logit_grads[1];
+  EXPECT_GT(size_grads[1].abs().max().item<double>(), 0);
+  EXPECT_GT(logit_grads[1].abs().max().item<double>(), 0);
+}

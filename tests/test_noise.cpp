@@ -118,3 +118,42 @@ TEST(Noise, BackwardRecoversTheAddedNoisePerGroup) {
     EXPECT_EQ(at_high, (std::vector<int64_t>{3}));
   }
 }
+
+// The float backward's chunk kernel: its definition (Σ over each group of
+// the float products grad·(noisy − w), four double lanes, lanes added
+// pairwise), the copy of the gradient written over the noisy weights, the
+// count of extremes; the AVX2 build gives the same bits as the portable one.
+TEST(Noise, FloatBackwardChunkFollowsItsDefinitionInBothBuilds) {
+  const int64_t count = 1003;  // not a multiple of 4: a partial last group
+  std::vector<float> grad(count), noisy(count), w(count);
+  for (int64_t i = 0; i < count; ++i) {
+    w[i] = static_cast<float>(std::cos(0.37 * i));
+    noisy[i] = w[i] + 0.01f * static_cast<float>(std::sin(1.3 * i + 0.2));
+    grad[i] = static_cast<float>(std::sin(0.1 * i) * (1 + i % 7));
+  }
+  w[10] = w[500] = -2.0f;  // the minimum, twice
+  w[3] = 3.0f;             // the maximum
+  using Fn = int64_t (*)(const float*, const float*, const float*, float*, int64_t, int64_t, float, float, double*);
+  std::vector<Fn> builds{&diffq::noise::detail::backward_chunk_generic};
+  if (__builtin_cpu_supports("avx2")) builds.push_back(&diffq::noise::detail::backward_chunk_avx2);
+  for (int64_t group : std::vector<int64_t>{1, 3, 4, 8, 16, 40, count}) {
+    const int64_t groups = (count + group - 1) / group;
+    std::vector<double> expected(groups);
+    for (int64_t k = 0; k < groups; ++k) {
+      double lane[4] = {0, 0, 0, 0};
+      for (int64_t t = 0; t < group && k * group + t < count; ++t) {
+        const int64_t i = k * group + t;
+        lane[t % 4] += static_cast<double>(grad[i] * (noisy[i] - w[i]));
+      }
+      expected[k] = (lane[0] + lane[1]) + (lane[2] + lane[3]);
+    }
+    for (Fn fn : builds) {
+      std::vector<double> sums(groups, -1.0);
+      std::vector<float> out(noisy);  // written over the noisy weights, as in training
+      const int64_t extremes = fn(grad.data(), out.data(), w.data(), out.data(), count, group, -2.0f, 3.0f, sums.data());
+      EXPECT_EQ(extremes, 3) << "group " << group;
+      EXPECT_EQ(out, grad) << "group " << group;
+      for (int64_t k = 0; k < groups; ++k) EXPECT_EQ(sums[k], expected[k]) << "group " << group << " sum " << k;
+    }
+  }
+}

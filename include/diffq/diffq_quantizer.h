@@ -140,6 +140,9 @@ class DiffQuantizer : public Quantizer {
   size_t index_of(const detail::Slot& slot) const;
   /// True when the fused CPU noise kernels handle this tensor.
   bool fused(const torch::Tensor& w) const;
+  /// True when the fused group kernels handle this slot's logits (bits
+  /// parametrisation, float32 on the CPU).
+  bool fused_groups(const detail::Slot& slot) const;
   /// Per slot: the current step's noise key and the latent weight's range.
   struct NoiseState {
     uint64_t key = 0;

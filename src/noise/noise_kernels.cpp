@@ -2,6 +2,7 @@
 #include "noise_kernels.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include <ATen/Parallel.h>
 
@@ -22,6 +23,47 @@ detail::BlockFn block_function() {
   }();
   return fn;
 }
+
+detail::BackwardChunkFn backward_chunk_function() {
+  static const detail::BackwardChunkFn fn = [] {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) return &detail::backward_chunk_avx2;
+#endif
+    return &detail::backward_chunk_generic;
+  }();
+  return fn;
+}
+
+using RangeFn = void (*)(const float*, int64_t, float*, float*);
+
+RangeFn range_function() {
+  static const RangeFn fn = [] {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) return &detail::range_avx2;
+#endif
+    return &detail::range_generic;
+  }();
+  return fn;
+}
+
+}  // namespace
+
+const GroupKernels& group_kernels() {
+  static const GroupKernels kernels = [] {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+      return GroupKernels{&detail::group_factors_avx2, &detail::bits_sum_avx2, &detail::bits_sum_grad_avx2};
+    }
+#endif
+    return GroupKernels{&detail::group_factors_generic, &detail::bits_sum_generic, &detail::bits_sum_grad_generic};
+  }();
+  return kernels;
+}
+
+namespace {
 
 constexpr int64_t kChunkBlocks = 256;  // 4096 values per chunk, on the stack
 
@@ -76,6 +118,26 @@ void fill_noise(float* out, int64_t n, uint64_t key, Kind kind) {
   for_each_chunk(n, 1, key, kind, [&](int64_t start, int64_t count, const float* eps) {
     std::copy(eps, eps + count, out + start);
   });
+}
+
+void range(const float* w, int64_t n, float* low, float* high) {
+  const auto fn = range_function();
+  constexpr int64_t kStretch = 1 << 16;
+  const int64_t stretches = (n + kStretch - 1) / kStretch;
+  std::vector<float> lows(static_cast<size_t>(stretches)), highs(static_cast<size_t>(stretches));
+  at::parallel_for(0, stretches, 1, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t start = s * kStretch;
+      fn(w + start, std::min(kStretch, n - start), &lows[static_cast<size_t>(s)], &highs[static_cast<size_t>(s)]);
+    }
+  });
+  float lo = lows[0], hi = highs[0];
+  for (size_t s = 1; s < lows.size(); ++s) {  // NaN wins: it compares false
+    lo = std::isnan(lo) || std::isnan(lows[s]) ? NAN : std::min(lo, lows[s]);
+    hi = std::isnan(hi) || std::isnan(highs[s]) ? NAN : std::max(hi, highs[s]);
+  }
+  *low = lo;
+  *high = hi;
 }
 
 template <typename T>
@@ -154,10 +216,45 @@ void noise_backward(const T* grad, const T* noisy, const T* w, int64_t n, int64_
   for (const auto& v : highs) at_high.insert(at_high.end(), v.begin(), v.end());
 }
 
+// float: the chunk kernel of this CPU (AVX2 or portable; the same bits).
+template <>
+void noise_backward<float>(const float* grad, const float* noisy, const float* w, int64_t n, int64_t group_size,
+                           float low, float high, double* sums, float* grad_out, std::vector<int64_t>& at_low,
+                           std::vector<int64_t>& at_high) {
+  const auto chunk_fn = backward_chunk_function();
+  const int64_t per_chunk =
+      group_size == 0 ? kChunk : std::max<int64_t>(1, kChunk / group_size) * group_size;
+  const int64_t chunks = (n + per_chunk - 1) / per_chunk;
+  std::vector<double> partial(group_size == 0 ? static_cast<size_t>(chunks) : 0);
+  std::vector<std::vector<int64_t>> lows(static_cast<size_t>(chunks)), highs(static_cast<size_t>(chunks));
+  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t start = c * per_chunk, count = std::min(n - start, per_chunk);
+      const float* wc = w + start;
+      double* out_sums = group_size == 0 ? &partial[static_cast<size_t>(c)] : sums + start / group_size;
+      const int64_t extremes = chunk_fn(grad + start, noisy + start, wc, grad_out + start, count,
+                                        group_size == 0 ? count : group_size, low, high, out_sums);
+      if (extremes > 0) {  // rare: the chunk holds the minimum or the maximum
+        for (int64_t i = 0; i < count; ++i) {
+          if (wc[i] == low) lows[static_cast<size_t>(c)].push_back(start + i);
+          if (wc[i] == high) highs[static_cast<size_t>(c)].push_back(start + i);
+        }
+      }
+    }
+  });
+  if (group_size == 0) {
+    double total = 0;
+    for (double p : partial) total += p;
+    sums[0] = total;
+  }
+  at_low.clear();
+  at_high.clear();
+  for (const auto& v : lows) at_low.insert(at_low.end(), v.begin(), v.end());
+  for (const auto& v : highs) at_high.insert(at_high.end(), v.begin(), v.end());
+}
+
 template void add_noise<float>(const float*, float*, int64_t, int64_t, const float*, uint64_t, Kind);
 template void add_noise<double>(const double*, double*, int64_t, int64_t, const double*, uint64_t, Kind);
-template void noise_backward<float>(const float*, const float*, const float*, int64_t, int64_t, float, float,
-                                    double*, float*, std::vector<int64_t>&, std::vector<int64_t>&);
 template void noise_backward<double>(const double*, const double*, const double*, int64_t, int64_t, double,
                                      double, double*, double*, std::vector<int64_t>&, std::vector<int64_t>&);
 

@@ -35,6 +35,30 @@ template <typename T>
 void noise_backward(const T* grad, const T* noisy, const T* w, int64_t n, int64_t group_size, T low,
                     T high, double* sums, T* grad_out, std::vector<int64_t>& at_low,
                     std::vector<int64_t>& at_high);
+/// float: one kernel per CPU (AVX2 or portable), chosen at run time.
+template <>
+void noise_backward<float>(const float* grad, const float* noisy, const float* w, int64_t n, int64_t group_size,
+                           float low, float high, double* sums, float* grad_out, std::vector<int64_t>& at_low,
+                           std::vector<int64_t>& at_high);
+
+/// The smallest and the largest of w[0..n) (n > 0), both NaN when any
+/// element is NaN; on the intra-op threads, the same result for any count.
+void range(const float* w, int64_t n, float* low, float* high);
+
+/// DiffQ's per-group quantities in the bits parametrisation, from float
+/// logits l (b = min_bits + σ(l)·span, s = 1/(2^b − 1), a = span·ln 2,
+/// c = min_bits·ln 2): one pass each, single-threaded (a tensor has few
+/// groups next to its weights), vectorised.
+struct GroupKernels {
+  /// scale[g] = s_g · range and log_slope[g] = d ln s_g / d l_g.
+  void (*factors)(const float* logits, int64_t n, float a, float c, float range, float* scale, float* log_slope);
+  /// *sum = Σ_g b_g (in double) and *max = max_g b_g.
+  void (*bits_sum)(const float* logits, int64_t n, float min_bits, float span, double* sum, float* max);
+  /// grad[g] = coefficient · σ(l_g)(1 − σ(l_g)): d (coefficient/span · Σ b) / d l_g.
+  void (*bits_sum_grad)(const float* logits, int64_t n, float coefficient, float* grad);
+};
+/// The group kernels of this CPU (AVX2 + FMA or portable).
+const GroupKernels& group_kernels();
 
 /// Fills eps[0..n) with ε(key, i) (tests and diagnostics).
 void fill_noise(float* eps, int64_t n, uint64_t key, Kind kind);
@@ -47,6 +71,32 @@ namespace detail {
 using BlockFn = void (*)(uint64_t key, uint64_t first_block, int64_t blocks, float* out, Kind kind);
 void noise_blocks_generic(uint64_t key, uint64_t first_block, int64_t blocks, float* out, Kind kind);
 void noise_blocks_avx2(uint64_t key, uint64_t first_block, int64_t blocks, float* out, Kind kind);
+
+/// One chunk of the float backward (one per implementation, the same bits):
+/// the chunk's `count` elements fall in groups of `group` (the last one may
+/// be shorter); sums[k] = Σ grad·(noisy − w) over group k, each product
+/// rounded to float, accumulated in double over four lanes (element t of the
+/// group goes to lane t mod 4, in order), then (lane 0 + lane 1) + (lane 2 +
+/// lane 3); out[i] = grad[i], written after noisy[i] is read (`out` may be
+/// `noisy`). Returns how many w[i] equal `low` or `high`.
+using BackwardChunkFn = int64_t (*)(const float* grad, const float* noisy, const float* w, float* out,
+                                    int64_t count, int64_t group, float low, float high, double* sums);
+int64_t backward_chunk_generic(const float* grad, const float* noisy, const float* w, float* out, int64_t count,
+                               int64_t group, float low, float high, double* sums);
+int64_t backward_chunk_avx2(const float* grad, const float* noisy, const float* w, float* out, int64_t count,
+                            int64_t group, float low, float high, double* sums);
+
+/// The range of one stretch of weights (one per implementation): see range().
+void range_generic(const float* w, int64_t n, float* low, float* high);
+void range_avx2(const float* w, int64_t n, float* low, float* high);
+
+/// The group kernels (one set per implementation): see GroupKernels.
+void group_factors_generic(const float*, int64_t, float, float, float, float*, float*);
+void group_factors_avx2(const float*, int64_t, float, float, float, float*, float*);
+void bits_sum_generic(const float*, int64_t, float, float, double*, float*);
+void bits_sum_avx2(const float*, int64_t, float, float, double*, float*);
+void bits_sum_grad_generic(const float*, int64_t, float, float*);
+void bits_sum_grad_avx2(const float*, int64_t, float, float*);
 }  // namespace detail
 
 }  // namespace noise
