@@ -91,6 +91,8 @@ TEST(Kernels, ResultsDoNotDependOnTheThreadCount) {
   auto scale = torch::rand({n / 16}).add(0.01);
   std::vector<torch::Tensor> noisy, backward_out;
   std::vector<double> sums, group0;
+  std::vector<std::vector<double>> group_results;  // Σ bits, max bits, min and max weight
+  const auto logits = torch::linspace(-8, 8, 100003);
   std::vector<std::vector<int64_t>> ties_at_low;
   for (int threads : {1, 2, 3}) {
     ThreadCount guard(threads);
@@ -112,11 +114,21 @@ TEST(Kernels, ResultsDoNotDependOnTheThreadCount) {
     sums.push_back(diffq::kernels::lsq_backward(w.data_ptr<float>(), grad.data_ptr<float>(), g.data_ptr<float>(),
                                                 n, 0.5f, 8, 7));
     backward_out.push_back(g);
+    double bits_total = 0;
+    float bits_max = 0, low = 0, high = 0;
+    diffq::noise::bits_sum(logits.data_ptr<float>(), logits.numel(), 2.0f, 13.0f, &bits_total, &bits_max);
+    diffq::noise::range(w.data_ptr<float>(), n, &low, &high);
+    group_results.push_back({bits_total, bits_max, low, high});
   }
+  EXPECT_NEAR(group_results[0][0], 100003 * 8.5, 1.0);  // symmetric logits: mean bits 2 + 13/2
+  EXPECT_NEAR(group_results[0][1], 2 + 13 / (1 + std::exp(-8.0)), 1e-5);
+  EXPECT_EQ(group_results[0][2], w.min().item<float>());
+  EXPECT_EQ(group_results[0][3], w.max().item<float>());
   for (size_t i = 1; i < noisy.size(); ++i) {
     EXPECT_TRUE(same_bits(noisy[i], noisy[0]));
     EXPECT_TRUE(same_bits(backward_out[i], backward_out[0]));
     EXPECT_EQ(sums[i], sums[0]);
+    EXPECT_EQ(group_results[i], group_results[0]);
     EXPECT_EQ(ties_at_low[i], ties_at_low[0]);
   }
   EXPECT_GT(ties_at_low[0].size(), 100u);  // -1 is one of the tie values

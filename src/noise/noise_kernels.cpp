@@ -50,6 +50,15 @@ RangeFn range_function() {
 
 }  // namespace
 
+namespace {
+
+// The group kernels of this CPU (AVX2 + FMA or portable).
+struct GroupKernels {
+  void (*factors)(const float*, int64_t, float, float, float, float*, float*);
+  void (*bits_sum)(const float*, int64_t, float, float, double*, float*);
+  void (*bits_sum_grad)(const float*, int64_t, float, float*);
+};
+
 const GroupKernels& group_kernels() {
   static const GroupKernels kernels = [] {
 #if defined(__x86_64__)
@@ -61,6 +70,44 @@ const GroupKernels& group_kernels() {
     return GroupKernels{&detail::group_factors_generic, &detail::bits_sum_generic, &detail::bits_sum_grad_generic};
   }();
   return kernels;
+}
+
+constexpr int64_t kGroupStretch = 1 << 14;  // groups per task
+
+}  // namespace
+
+void group_factors(const float* logits, int64_t n, float a, float c, float range, float* scale, float* log_slope) {
+  const auto fn = group_kernels().factors;
+  at::parallel_for(0, n, kGroupStretch, [&](int64_t g0, int64_t g1) {
+    fn(logits + g0, g1 - g0, a, c, range, scale + g0, log_slope + g0);
+  });
+}
+
+void bits_sum(const float* logits, int64_t n, float min_bits, float span, double* sum, float* max) {
+  const auto fn = group_kernels().bits_sum;
+  const int64_t stretches = std::max<int64_t>(1, (n + kGroupStretch - 1) / kGroupStretch);
+  std::vector<double> sums(static_cast<size_t>(stretches), 0.0);
+  std::vector<float> maxes(static_cast<size_t>(stretches), -1.0f);
+  at::parallel_for(0, stretches, 1, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t start = s * kGroupStretch;
+      fn(logits + start, std::min(kGroupStretch, n - start), min_bits, span, &sums[static_cast<size_t>(s)],
+         &maxes[static_cast<size_t>(s)]);
+    }
+  });
+  double total = 0;
+  float top = maxes[0];
+  for (size_t s = 0; s < sums.size(); ++s) {  // in order: the same sum for any thread count
+    total += sums[s];
+    top = std::max(top, maxes[s]);
+  }
+  *sum = total;
+  *max = top;
+}
+
+void bits_sum_grad(const float* logits, int64_t n, float coefficient, float* grad) {
+  const auto fn = group_kernels().bits_sum_grad;
+  at::parallel_for(0, n, kGroupStretch, [&](int64_t g0, int64_t g1) { fn(logits + g0, g1 - g0, coefficient, grad + g0); });
 }
 
 namespace {

@@ -46,19 +46,17 @@ void noise_backward<float>(const float* grad, const float* noisy, const float* w
 void range(const float* w, int64_t n, float* low, float* high);
 
 /// DiffQ's per-group quantities in the bits parametrisation, from float
-/// logits l (b = min_bits + σ(l)·span, s = 1/(2^b − 1), a = span·ln 2,
-/// c = min_bits·ln 2): one pass each, single-threaded (a tensor has few
-/// groups next to its weights), vectorised.
-struct GroupKernels {
-  /// scale[g] = s_g · range and log_slope[g] = d ln s_g / d l_g.
-  void (*factors)(const float* logits, int64_t n, float a, float c, float range, float* scale, float* log_slope);
-  /// *sum = Σ_g b_g (in double) and *max = max_g b_g.
-  void (*bits_sum)(const float* logits, int64_t n, float min_bits, float span, double* sum, float* max);
-  /// grad[g] = coefficient · σ(l_g)(1 − σ(l_g)): d (coefficient/span · Σ b) / d l_g.
-  void (*bits_sum_grad)(const float* logits, int64_t n, float coefficient, float* grad);
-};
-/// The group kernels of this CPU (AVX2 + FMA or portable).
-const GroupKernels& group_kernels();
+/// logits l (b = min_bits + σ(l)·span, s = 1/(2^b − 1)): one vectorised pass
+/// each, over fixed stretches of groups on the intra-op threads (the same
+/// result for any thread count).
+///
+/// scale[g] = s_g · range and log_slope[g] = d ln s_g / d l_g, with
+/// a = span·ln 2 and c = min_bits·ln 2.
+void group_factors(const float* logits, int64_t n, float a, float c, float range, float* scale, float* log_slope);
+/// *sum = Σ_g b_g (in double) and *max = max_g b_g.
+void bits_sum(const float* logits, int64_t n, float min_bits, float span, double* sum, float* max);
+/// grad[g] = coefficient · σ(l_g)(1 − σ(l_g)): d (coefficient/span · Σ b) / d l_g.
+void bits_sum_grad(const float* logits, int64_t n, float coefficient, float* grad);
 
 /// Fills eps[0..n) with ε(key, i) (tests and diagnostics).
 void fill_noise(float* eps, int64_t n, uint64_t key, Kind kind);
@@ -90,7 +88,8 @@ int64_t backward_chunk_avx2(const float* grad, const float* noisy, const float* 
 void range_generic(const float* w, int64_t n, float* low, float* high);
 void range_avx2(const float* w, int64_t n, float* low, float* high);
 
-/// The group kernels (one set per implementation): see GroupKernels.
+/// The group kernels over one stretch (one set per implementation): see
+/// group_factors(), bits_sum(), bits_sum_grad().
 void group_factors_generic(const float*, int64_t, float, float, float, float*, float*);
 void group_factors_avx2(const float*, int64_t, float, float, float, float*, float*);
 void bits_sum_generic(const float*, int64_t, float, float, double*, float*);
