@@ -27,6 +27,7 @@
 #include <cstdlib>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <iostream>
 #include <memory>
@@ -222,6 +223,68 @@ int child(const std::string& model_name, const std::string& method, int steps, i
   }
   std::sort(copies.begin(), copies.end());
   std::sort(draws.begin(), draws.end());
+  // DiffQ's own passes, one by one, on this model's quantized weights (the
+  // step's extra work, part by part): the range (max − min), the per-group
+  // factors, the noisy weights (draw + write), the backward kernel
+  // (products, group sums, the gradient), the size and its gradient.
+  nlohmann::json parts = nlohmann::json::object();
+  if (method == "diffq" && model_name == "mlp16") {  // 16 weights of 1024 x 1024, one logits tensor each
+    std::vector<torch::Tensor> ws, outs, grads, scales, slopes;
+    for (const auto& p : model->parameters()) {
+      if (p.dim() != 2) continue;
+      ws.push_back(p.detach().contiguous());
+      outs.push_back(torch::empty_like(ws.back()));
+      grads.push_back(torch::randn_like(ws.back()));
+      scales.push_back(torch::full({ws.back().numel() / 16}, 1e-3f));
+      slopes.push_back(torch::empty({ws.back().numel() / 16}));
+    }
+    const auto logits = quantizer->parameters();
+    if (logits.size() != ws.size()) throw std::runtime_error("mlp16: one logits tensor per weight expected");
+    for (size_t i = 0; i < ws.size(); ++i) {
+      if (logits[i].numel() != scales[i].numel()) throw std::runtime_error("mlp16: groups of 16 expected");
+    }
+    auto median_of = [](const std::function<void()>& f) {
+      std::vector<double> t;
+      for (int i = 0; i < 5; ++i) {
+        const auto p0 = std::chrono::steady_clock::now();
+        f();
+        t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count());
+      }
+      std::sort(t.begin(), t.end());
+      return t[2];
+    };
+    float low = 0, high = 0;
+    parts["range"] = median_of([&] {
+      for (const auto& w : ws) diffq::noise::range(w.data_ptr<float>(), w.numel(), &low, &high);
+    });
+    parts["group_factors"] = median_of([&] {
+      for (size_t i = 0; i < ws.size(); ++i) {
+        auto l = logits[i].detach().contiguous();
+        diffq::noise::group_factors(l.data_ptr<float>(), l.numel(), 9.0f, 1.4f, 0.1f, scales[i].data_ptr<float>(),
+                                    slopes[i].data_ptr<float>());
+      }
+    });
+    parts["noise_write"] = median_of([&] {
+      for (size_t i = 0; i < ws.size(); ++i) {
+        diffq::noise::add_noise<float>(ws[i].data_ptr<float>(), outs[i].data_ptr<float>(), ws[i].numel(), 16,
+                                       scales[i].data_ptr<float>(), uint64_t(i), diffq::noise::Kind::kGaussian);
+      }
+    });
+    std::vector<int64_t> at_low, at_high;
+    std::vector<double> sums(size_t(1) << 20);
+    parts["backward"] = median_of([&] {
+      for (size_t i = 0; i < ws.size(); ++i) {
+        sums.resize(size_t(ws[i].numel() / 16));
+        diffq::noise::noise_backward<float>(grads[i].data_ptr<float>(), outs[i].data_ptr<float>(),
+                                            ws[i].data_ptr<float>(), ws[i].numel(), 16, low, high, sums.data(),
+                                            outs[i].data_ptr<float>(), at_low, at_high);
+      }
+    });
+    parts["size"] = median_of([&] {
+      quantizer->model_size().backward();
+      for (auto l : logits) l.mutable_grad() = torch::Tensor();
+    });
+  }
   nlohmann::json out = {{"model", model_name},          {"method", method},
                         {"threads", threads},           {"copy_pass_s", copies[2]},
                         {"noise_draw_s", draws[2]},     {"weights", weights},
@@ -232,6 +295,7 @@ int child(const std::string& model_name, const std::string& method, int steps, i
                         {"peak_tensor_bytes", peak_tensors},
                         {"tensor_bytes_after_model", tensors_model},
                         {"grads", grads},
+                        {"diffq_parts_s", parts},
                         {"allocator", diffq::allocator_info().name}};
   std::cout << out.dump() << std::endl;
   return 0;
@@ -386,6 +450,20 @@ int main(int argc, char** argv) {
                   row["peak_rss_kib"].get<double>() / 1024, mem_ratio, mem_ratio_above,
                   row["peak_tensor_bytes"].get<double>() / 1048576, tensor_ratio);
       std::fflush(stdout);
+    }
+    // DiffQ's extra time, pass by pass (measured alone in its child).
+    const auto& d = best["diffq"];
+    if (d.contains("diffq_parts_s") && !d["diffq_parts_s"].empty()) {
+      const double extra = d["median_step_s"].get<double>() - base["median_step_s"].get<double>();
+      std::printf("  DiffQ's passes (%s, %d thread%s; step %.1f ms above plain):", model.c_str(), threads,
+                  threads > 1 ? "s" : "", extra * 1e3);
+      double known = 0;
+      for (const auto& part : d["diffq_parts_s"].items()) {
+        std::printf(" %s %.2f", part.key().c_str(), part.value().get<double>() * 1e3);
+        known += part.value().get<double>();
+      }
+      std::printf(" | noise draw alone %.2f, copy pass %.2f, rest %.2f ms\n", d["noise_draw_s"].get<double>() * 1e3,
+                  d["copy_pass_s"].get<double>() * 1e3, (extra - known) * 1e3);
     }
   }
   // iPQ: the k-means of one stage over every layer of the 16.8 M-weight model.

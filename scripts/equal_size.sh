@@ -38,13 +38,17 @@ for seed in $SEEDS; do
   for b in 2 3 4; do add lsq$b "--method lsq --bits $b"; done
 done
 # A longer frozen phase at the 2-bit size, and the defaults (group size 16,
-# frozen fraction 0.25 with a target) with no other DiffQ option.
+# frozen fraction 0.25 with a target) with no other DiffQ option, then with
+# a frozen fraction of 0.5.
 for seed in $SEEDS; do
   add() { echo "$1_s$seed|$2 --seed $seed" >> "$jobs_file"; }
   add diffq_t2_f50 "$DQ --target-bits 2 --frozen-fraction 0.5"
   add default_t2 "--method diffq --target-bits 2"
   add default_t3 "--method diffq --target-mib $Q3"
   add default_t4 "--method diffq --target-mib $Q4"
+  add default_t2_f50 "--method diffq --target-bits 2 --frozen-fraction 0.5"
+  add default_t3_f50 "--method diffq --target-mib $Q3 --frozen-fraction 0.5"
+  add default_t4_f50 "--method diffq --target-mib $Q4 --frozen-fraction 0.5"
 done
 
 AFTER_RUN='python3 scripts/seed_table.py "$RUNS" --md docs/results/equal_size.md --dat docs/results/equal_size.dat \

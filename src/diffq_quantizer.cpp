@@ -146,8 +146,8 @@ struct BitsSum : torch::autograd::Function<BitsSum> {
     auto l = logits.contiguous();
     double sum = 0;
     float top = 0;
-    noise::bits_sum(l.data_ptr<float>(), l.numel(), static_cast<float>(min_bits),
-                                    static_cast<float>(span), &sum, &top);
+    noise::bits_sum(l.data_ptr<float>(), l.numel(), static_cast<float>(min_bits), static_cast<float>(span), &sum,
+                    &top);
     *max = top;
     ctx->save_for_backward({logits});
     ctx->saved_data["span"] = span;
@@ -158,8 +158,7 @@ struct BitsSum : torch::autograd::Function<BitsSum> {
     auto l = ctx->get_saved_variables()[0].contiguous();
     const double coefficient = grads[0].item<double>() * ctx->saved_data["span"].toDouble();
     auto out = torch::empty_like(l, torch::MemoryFormat::Contiguous);
-    noise::bits_sum_grad(l.data_ptr<float>(), l.numel(), static_cast<float>(coefficient),
-                                         out.data_ptr<float>());
+    noise::bits_sum_grad(l.data_ptr<float>(), l.numel(), static_cast<float>(coefficient), out.data_ptr<float>());
     return {out, torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
@@ -200,10 +199,9 @@ torch::Tensor DiffQuantizer::training_data(detail::Slot& slot) {
     scale = torch::empty({groups}, torch::kFloat32);
     state.log_slope = torch::empty({groups}, torch::kFloat32);
     const double ln2 = std::log(2.0);
-    noise::group_factors(logits.data_ptr<float>(), groups,
-                                   static_cast<float>((o.max_bits() - o.min_bits()) * ln2),
-                                   static_cast<float>(o.min_bits() * ln2), range.item<float>(),
-                                   scale.data_ptr<float>(), state.log_slope.data_ptr<float>());
+    noise::group_factors(logits.data_ptr<float>(), groups, static_cast<float>((o.max_bits() - o.min_bits()) * ln2),
+                         static_cast<float>(o.min_bits() * ln2), range.item<float>(), scale.data_ptr<float>(),
+                         state.log_slope.data_ptr<float>());
   } else {
     auto factors = group_factors(slot.own.detach());
     state.log_slope = factors.log_slope;
