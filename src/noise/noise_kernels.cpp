@@ -216,35 +216,27 @@ void add_noise(const T* w, T* out, int64_t n, int64_t group_size, const T* scale
   });
 }
 
-template <typename T>
-void noise_backward(const T* grad, const T* noisy, const T* w, int64_t n, int64_t group_size, T low,
-                    T high, double* sums, T* grad_out, std::vector<int64_t>& at_low,
-                    std::vector<int64_t>& at_high) {
-  // Chunks of whole groups (one group: fixed chunks, partial sums added in
-  // order), so that the sums do not depend on how chunks meet threads.
+namespace {
+
+// The backward's driver: chunk(start, count, sums_out) handles the elements
+// [start, start + count) (whole groups; one group: fixed chunks whose
+// partial sums are added in order, so that the sums do not depend on how
+// chunks meet threads) and returns how many of its weights equal low or
+// high; their indices are then gathered in ascending order.
+template <typename T, typename Chunk>
+void backward_by_chunks(const T* w, int64_t n, int64_t group_size, T low, T high, double* sums,
+                        std::vector<int64_t>& at_low, std::vector<int64_t>& at_high, const Chunk& chunk) {
   const int64_t per_chunk =
       group_size == 0 ? kChunk : std::max<int64_t>(1, kChunk / group_size) * group_size;
   const int64_t chunks = (n + per_chunk - 1) / per_chunk;
   std::vector<double> partial(group_size == 0 ? static_cast<size_t>(chunks) : 0);
   std::vector<std::vector<int64_t>> lows(static_cast<size_t>(chunks)), highs(static_cast<size_t>(chunks));
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-    std::vector<T> product(static_cast<size_t>(per_chunk));
-    T* p = product.data();
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t start = c * per_chunk, count = std::min(n - start, per_chunk);
-      const T *gc = grad + start, *nc = noisy + start, *wc = w + start;
-      for (int64_t i = 0; i < count; ++i) p[i] = gc[i] * (nc[i] - wc[i]);
-      std::copy(gc, gc + count, grad_out + start);  // after the reads: grad_out may be noisy
-      int extremes = 0;
-      for (int64_t i = 0; i < count; ++i) extremes += static_cast<int>(wc[i] == low) + static_cast<int>(wc[i] == high);
-      if (group_size == 0) {
-        partial[static_cast<size_t>(c)] = sum_in_lanes(p, count);
-      } else {
-        for (int64_t g0 = 0; g0 < count; g0 += group_size) {
-          sums[(start + g0) / group_size] = sum_in_lanes(p + g0, std::min(group_size, count - g0));
-        }
-      }
-      if (extremes > 0) {  // rare: the chunk holds the minimum or the maximum
+      double* out_sums = group_size == 0 ? &partial[static_cast<size_t>(c)] : sums + start / group_size;
+      if (chunk(start, count, out_sums) > 0) {  // rare: the chunk holds the minimum or the maximum
+        const T* wc = w + start;
         for (int64_t i = 0; i < count; ++i) {
           if (wc[i] == low) lows[static_cast<size_t>(c)].push_back(start + i);
           if (wc[i] == high) highs[static_cast<size_t>(c)].push_back(start + i);
@@ -263,41 +255,39 @@ void noise_backward(const T* grad, const T* noisy, const T* w, int64_t n, int64_
   for (const auto& v : highs) at_high.insert(at_high.end(), v.begin(), v.end());
 }
 
+}  // namespace
+
+template <typename T>
+void noise_backward(const T* grad, const T* noisy, const T* w, int64_t n, int64_t group_size, T low,
+                    T high, double* sums, T* grad_out, std::vector<int64_t>& at_low,
+                    std::vector<int64_t>& at_high) {
+  backward_by_chunks(w, n, group_size, low, high, sums, at_low, at_high,
+                     [&](int64_t start, int64_t count, double* out_sums) {
+    thread_local std::vector<T> product;
+    product.resize(static_cast<size_t>(count));
+    T* p = product.data();
+    const T *gc = grad + start, *nc = noisy + start, *wc = w + start;
+    for (int64_t i = 0; i < count; ++i) p[i] = gc[i] * (nc[i] - wc[i]);
+    std::copy(gc, gc + count, grad_out + start);  // after the reads: grad_out may be noisy
+    int64_t extremes = 0;
+    for (int64_t i = 0; i < count; ++i) extremes += static_cast<int64_t>(wc[i] == low || wc[i] == high);
+    const int64_t group = group_size == 0 ? count : group_size;
+    for (int64_t g0 = 0; g0 < count; g0 += group) out_sums[g0 / group] = sum_in_lanes(p + g0, std::min(group, count - g0));
+    return extremes;
+  });
+}
+
 // float: the chunk kernel of this CPU (AVX2 or portable; the same bits).
 template <>
 void noise_backward<float>(const float* grad, const float* noisy, const float* w, int64_t n, int64_t group_size,
                            float low, float high, double* sums, float* grad_out, std::vector<int64_t>& at_low,
                            std::vector<int64_t>& at_high) {
   const auto chunk_fn = backward_chunk_function();
-  const int64_t per_chunk =
-      group_size == 0 ? kChunk : std::max<int64_t>(1, kChunk / group_size) * group_size;
-  const int64_t chunks = (n + per_chunk - 1) / per_chunk;
-  std::vector<double> partial(group_size == 0 ? static_cast<size_t>(chunks) : 0);
-  std::vector<std::vector<int64_t>> lows(static_cast<size_t>(chunks)), highs(static_cast<size_t>(chunks));
-  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      const int64_t start = c * per_chunk, count = std::min(n - start, per_chunk);
-      const float* wc = w + start;
-      double* out_sums = group_size == 0 ? &partial[static_cast<size_t>(c)] : sums + start / group_size;
-      const int64_t extremes = chunk_fn(grad + start, noisy + start, wc, grad_out + start, count,
-                                        group_size == 0 ? count : group_size, low, high, out_sums);
-      if (extremes > 0) {  // rare: the chunk holds the minimum or the maximum
-        for (int64_t i = 0; i < count; ++i) {
-          if (wc[i] == low) lows[static_cast<size_t>(c)].push_back(start + i);
-          if (wc[i] == high) highs[static_cast<size_t>(c)].push_back(start + i);
-        }
-      }
-    }
+  backward_by_chunks(w, n, group_size, low, high, sums, at_low, at_high,
+                     [&](int64_t start, int64_t count, double* out_sums) {
+    return chunk_fn(grad + start, noisy + start, w + start, grad_out + start, count,
+                    group_size == 0 ? count : group_size, low, high, out_sums);
   });
-  if (group_size == 0) {
-    double total = 0;
-    for (double p : partial) total += p;
-    sums[0] = total;
-  }
-  at_low.clear();
-  at_high.clear();
-  for (const auto& v : lows) at_low.insert(at_low.end(), v.begin(), v.end());
-  for (const auto& v : highs) at_high.insert(at_high.end(), v.begin(), v.end());
 }
 
 template void add_noise<float>(const float*, float*, int64_t, int64_t, const float*, uint64_t, Kind);
