@@ -157,3 +157,28 @@ TEST(Noise, FloatBackwardChunkFollowsItsDefinitionInBothBuilds) {
     }
   }
 }
+
+// The range kernel: the extremes wherever they sit (vector body, tail,
+// several stretches), and NaN reported from either part.
+TEST(Noise, RangeFindsTheExtremesAndReportsNaN) {
+  const int64_t n = (1 << 17) + 13;  // two stretches and a tail
+  std::vector<float> w(n);
+  for (int64_t i = 0; i < n; ++i) w[i] = static_cast<float>(std::sin(0.001 * i));
+  for (int64_t at : {int64_t(0), int64_t(40), int64_t(70000), n - 1}) {
+    auto v = w;
+    v[at] = -7.0f;
+    v[(at + 1000) % n] = 9.0f;
+    float low = 0, high = 0;
+    range(v.data(), n, &low, &high);
+    EXPECT_EQ(low, -7.0f) << at;
+    EXPECT_EQ(high, 9.0f) << at;
+    v[at] = std::nanf("");
+    range(v.data(), n, &low, &high);
+    EXPECT_TRUE(std::isnan(low) && std::isnan(high)) << at;
+  }
+  float low = 0, high = 0;
+  auto v = w;
+  v[5000] = -INFINITY;
+  range(v.data(), n, &low, &high);
+  EXPECT_EQ(low, -INFINITY);
+}
