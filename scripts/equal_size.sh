@@ -37,15 +37,17 @@ for seed in $SEEDS; do
   add diffq_t4_f25 "$DQ --target-mib $Q4 --frozen-fraction 0.25"
   for b in 2 3 4; do add lsq$b "--method lsq --bits $b"; done
 done
-# A longer frozen phase at the 2-bit size, and the defaults (group size 16,
-# frozen fraction 0.25 with a target) with no other DiffQ option, then with
-# a frozen fraction of 0.5.
+# A longer frozen phase at the 2-bit size; then the defaults (group size
+# 16, no other DiffQ option) with the frozen fraction of target mode
+# written out: `default_*` 0.25 (the default until 2026-11-27),
+# `default_*_f50` 0.5 (the default since: these runs are what
+# `--method diffq --target-... X` alone gives).
 for seed in $SEEDS; do
   add() { echo "$1_s$seed|$2 --seed $seed" >> "$jobs_file"; }
   add diffq_t2_f50 "$DQ --target-bits 2 --frozen-fraction 0.5"
-  add default_t2 "--method diffq --target-bits 2"
-  add default_t3 "--method diffq --target-mib $Q3"
-  add default_t4 "--method diffq --target-mib $Q4"
+  add default_t2 "--method diffq --target-bits 2 --frozen-fraction 0.25"
+  add default_t3 "--method diffq --target-mib $Q3 --frozen-fraction 0.25"
+  add default_t4 "--method diffq --target-mib $Q4 --frozen-fraction 0.25"
   add default_t2_f50 "--method diffq --target-bits 2 --frozen-fraction 0.5"
   add default_t3_f50 "--method diffq --target-mib $Q3 --frozen-fraction 0.5"
   add default_t4_f50 "--method diffq --target-mib $Q4 --frozen-fraction 0.5"

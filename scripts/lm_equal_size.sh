@@ -5,9 +5,10 @@
 # sequences, 2 epochs, batch 32, gradient clip 1, Adam 1e-3 cosine, one
 # thread), seeds 0 1 2. DiffQ runs with its defaults in target-size mode at
 # QAT 4 bits' true size (`--method diffq --target-mib X`, no other DiffQ
-# option). Finished runs are skipped and interrupted ones resumed; the
+# option but the frozen fraction written out: 0.25 and 0.5). Finished runs are skipped and interrupted ones resumed; the
 # table is rewritten after every run. Order: QAT and DiffQ seed by seed,
-# then the float and LSQ references.
+# then the float and LSQ references, then DiffQ with a frozen fraction of
+# 0.5.
 #
 #   bash scripts/lm_equal_size.sh [RUNS_DIR]     (default runs/lm_equal_size)
 # Environment: DIFFQ (default build/tools/diffq), JOBS (default 2), SEEDS;
@@ -40,10 +41,15 @@ source scripts/run_grid.sh
 jobs_file="$(mktemp)"
 for seed in $SEEDS; do
   echo "qat4_s$seed|--method qat --bits 4 --seed $seed" >> "$jobs_file"
-  echo "diffq_t4_s$seed|--method diffq --target-mib $Q4 --seed $seed" >> "$jobs_file"
+  echo "diffq_t4_s$seed|--method diffq --target-mib $Q4 --frozen-fraction 0.25 --seed $seed" >> "$jobs_file"
 done
 for seed in $SEEDS; do
   echo "fp32_s$seed|--method fp32 --seed $seed" >> "$jobs_file"
   echo "lsq4_s$seed|--method lsq --bits 4 --seed $seed" >> "$jobs_file"
+done
+# DiffQ with the last half of the steps frozen: the default of target mode
+# since 2026-11-27 (the diffq_t4 runs above: 0.25, the default before).
+for seed in $SEEDS; do
+  echo "diffq_t4_f50_s$seed|--method diffq --target-mib $Q4 --frozen-fraction 0.5 --seed $seed" >> "$jobs_file"
 done
 run_grid "$jobs_file"

@@ -6,7 +6,9 @@
 #   1. float32, 10 epochs from scratch;
 #   2. from each float model (--init), 3 epochs of: QAT 4 bits, DiffQ with
 #      its defaults in target mode at QAT 4 bits' true size, then the same
-#      pair at 2 bits (QAT 2 bits, DiffQ at 2 mean bits).
+#      at 2 bits (QAT 2 bits, DiffQ at 2 mean bits). DiffQ's frozen fraction
+#      is written out: diffq_* 0.25 (the default until 2026-11-27),
+#      diffq_*_f50 0.5 (the default since).
 # Finished runs are skipped and interrupted ones resumed; a fine-tuning run
 # waits for the float run it starts from; the table is rewritten after
 # every run.
@@ -44,7 +46,8 @@ for bits in 4 2; do
   for seed in $SEEDS; do
     init="--init $RUNS/fp32_s$seed/model.diffq --epochs $TUNE_EPOCHS --seed $seed"
     echo "qat${bits}_s$seed|--method qat --bits $bits $init" >> "$jobs_file"
-    echo "diffq_t${bits}_s$seed|--method diffq $target $init" >> "$jobs_file"
+    echo "diffq_t${bits}_s$seed|--method diffq $target --frozen-fraction 0.25 $init" >> "$jobs_file"
+    echo "diffq_t${bits}_f50_s$seed|--method diffq $target --frozen-fraction 0.5 $init" >> "$jobs_file"
   done
 done
 run_grid "$jobs_file"

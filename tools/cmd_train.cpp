@@ -56,7 +56,7 @@ void add_method_flags(CLI::App* tr, TrainFlags& f) {
       ->capture_default_str();
   tr->add_option("--frozen-fraction", mo.frozen_fraction,
                  "diffq: last fraction of the steps trained on the true quantized weights, bits frozen "
-                 "(straight-through); -1 = 0.25 with a target, 0 without")
+                 "(straight-through); -1 = 0.5 with a target, 0 without")
       ->capture_default_str();
   tr->add_option("--min-size", mo.min_size, "tensors of at most min_size MB (floor(min_size*2^20/4) elements) stay float")
       ->capture_default_str();

@@ -248,15 +248,16 @@ TEST(TrainerTarget, CheckpointAcrossTheFreezeResumesBitIdentically) {
   std::filesystem::remove(path);
 }
 
-TEST(TrainerTarget, DefaultFreezesTheLastQuarterWithATargetOnly) {
+TEST(TrainerTarget, DefaultFreezesTheLastHalfWithATargetOnly) {
   auto m = diffq_options();
   EXPECT_EQ(m.effective_frozen_fraction(), 0.0);
   EXPECT_EQ(Trainer(make_tiny(1), TrainerOptions().method("diffq").method_options(m).total_steps(100)).freeze_step(),
             -1);
   m.target_bits = 3;
   EXPECT_EQ(m.effective_frozen_fraction(), kTargetFrozenFraction);
+  EXPECT_EQ(kTargetFrozenFraction, 0.5);
   EXPECT_EQ(Trainer(make_tiny(1), TrainerOptions().method("diffq").method_options(m).total_steps(100)).freeze_step(),
-            75);
+            50);
   m.frozen_fraction = 0;
   EXPECT_EQ(Trainer(make_tiny(1), TrainerOptions().method("diffq").method_options(m).total_steps(100)).freeze_step(),
             100);  // the shift after the last step
