@@ -200,7 +200,7 @@ torch::Tensor DiffQuantizer::training_data(detail::Slot& slot) {
     state.log_slope = torch::empty({groups}, torch::kFloat32);
     const double ln2 = std::log(2.0);
     noise::group_factors(logits.data_ptr<float>(), groups, static_cast<float>((o.max_bits() - o.min_bits()) * ln2),
-                         static_cast<float>(o.min_bits() * ln2), range.item<float>(), scale.data_ptr<float>(),
+                         static_cast<float>(o.min_bits() * ln2), static_cast<float>(state.range), scale.data_ptr<float>(),
                          state.log_slope.data_ptr<float>());
   } else {
     auto factors = group_factors(slot.own.detach());

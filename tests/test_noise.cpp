@@ -135,7 +135,7 @@ TEST(Noise, FloatBackwardChunkFollowsItsDefinitionInBothBuilds) {
   w[3] = 3.0f;             // the maximum
   using Fn = int64_t (*)(const float*, const float*, const float*, float*, int64_t, int64_t, float, float, double*);
   std::vector<Fn> builds{&diffq::noise::detail::backward_chunk_generic};
-  if (__builtin_cpu_supports("avx2")) builds.push_back(&diffq::noise::detail::backward_chunk_avx2);
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) builds.push_back(&diffq::noise::detail::backward_chunk_avx2);
   for (int64_t group : std::vector<int64_t>{1, 3, 4, 8, 16, 40, count}) {
     const int64_t groups = (count + group - 1) / group;
     std::vector<double> expected(groups);

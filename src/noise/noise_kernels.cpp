@@ -11,65 +11,30 @@ namespace noise {
 
 namespace {
 
-detail::BlockFn block_function() {
-  static const detail::BlockFn fn = [] {
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-      return &detail::noise_blocks_avx2;
-    }
-#endif
-    return &detail::noise_blocks_generic;
-  }();
-  return fn;
-}
-
-detail::BackwardChunkFn backward_chunk_function() {
-  static const detail::BackwardChunkFn fn = [] {
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2")) return &detail::backward_chunk_avx2;
-#endif
-    return &detail::backward_chunk_generic;
-  }();
-  return fn;
-}
-
-using RangeFn = void (*)(const float*, int64_t, float*, float*);
-
-RangeFn range_function() {
-  static const RangeFn fn = [] {
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2")) return &detail::range_avx2;
-#endif
-    return &detail::range_generic;
-  }();
-  return fn;
-}
-
-}  // namespace
-
-namespace {
-
-// The group kernels of this CPU (AVX2 + FMA or portable).
-struct GroupKernels {
+// The kernels of one build (AVX2 + FMA or portable), chosen once for this
+// CPU: the AVX2 translation unit is compiled with FMA, so it needs both.
+struct Kernels {
+  detail::BlockFn blocks;
+  detail::BackwardChunkFn backward_chunk;
+  void (*range)(const float*, int64_t, float*, float*);
   void (*factors)(const float*, int64_t, float, float, float, float*, float*);
   void (*bits_sum)(const float*, int64_t, float, float, double*, float*);
   void (*bits_sum_grad)(const float*, int64_t, float, float*);
 };
 
-const GroupKernels& group_kernels() {
-  static const GroupKernels kernels = [] {
+const Kernels& kernels() {
+  static const Kernels chosen = [] {
 #if defined(__x86_64__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-      return GroupKernels{&detail::group_factors_avx2, &detail::bits_sum_avx2, &detail::bits_sum_grad_avx2};
+      return Kernels{&detail::noise_blocks_avx2, &detail::backward_chunk_avx2, &detail::range_avx2,
+                     &detail::group_factors_avx2, &detail::bits_sum_avx2, &detail::bits_sum_grad_avx2};
     }
 #endif
-    return GroupKernels{&detail::group_factors_generic, &detail::bits_sum_generic, &detail::bits_sum_grad_generic};
+    return Kernels{&detail::noise_blocks_generic, &detail::backward_chunk_generic, &detail::range_generic,
+                   &detail::group_factors_generic, &detail::bits_sum_generic, &detail::bits_sum_grad_generic};
   }();
-  return kernels;
+  return chosen;
 }
 
 constexpr int64_t kGroupStretch = 1 << 14;  // groups per task
@@ -77,14 +42,14 @@ constexpr int64_t kGroupStretch = 1 << 14;  // groups per task
 }  // namespace
 
 void group_factors(const float* logits, int64_t n, float a, float c, float range, float* scale, float* log_slope) {
-  const auto fn = group_kernels().factors;
+  const auto fn = kernels().factors;
   at::parallel_for(0, n, kGroupStretch, [&](int64_t g0, int64_t g1) {
     fn(logits + g0, g1 - g0, a, c, range, scale + g0, log_slope + g0);
   });
 }
 
 void bits_sum(const float* logits, int64_t n, float min_bits, float span, double* sum, float* max) {
-  const auto fn = group_kernels().bits_sum;
+  const auto fn = kernels().bits_sum;
   const int64_t stretches = std::max<int64_t>(1, (n + kGroupStretch - 1) / kGroupStretch);
   std::vector<double> sums(static_cast<size_t>(stretches), 0.0);
   std::vector<float> maxes(static_cast<size_t>(stretches), -1.0f);
@@ -106,7 +71,7 @@ void bits_sum(const float* logits, int64_t n, float min_bits, float span, double
 }
 
 void bits_sum_grad(const float* logits, int64_t n, float coefficient, float* grad) {
-  const auto fn = group_kernels().bits_sum_grad;
+  const auto fn = kernels().bits_sum_grad;
   at::parallel_for(0, n, kGroupStretch, [&](int64_t g0, int64_t g1) { fn(logits + g0, g1 - g0, coefficient, grad + g0); });
 }
 
@@ -122,7 +87,7 @@ constexpr int64_t kChunk = kChunkBlocks * 16;
 // owns, so the result does not depend on the number of threads.
 template <typename F>
 void for_each_chunk(int64_t n, int64_t group_size, uint64_t key, Kind kind, F&& fn) {
-  const auto blocks_fn = block_function();
+  const auto blocks_fn = kernels().blocks;
   const int64_t chunks = (n + kChunk - 1) / kChunk;
   auto run = [&](int64_t c0, int64_t c1) {
     alignas(64) float eps[kChunk];
@@ -168,7 +133,7 @@ void fill_noise(float* out, int64_t n, uint64_t key, Kind kind) {
 }
 
 void range(const float* w, int64_t n, float* low, float* high) {
-  const auto fn = range_function();
+  const auto fn = kernels().range;
   constexpr int64_t kStretch = 1 << 16;
   const int64_t stretches = (n + kStretch - 1) / kStretch;
   std::vector<float> lows(static_cast<size_t>(stretches)), highs(static_cast<size_t>(stretches));
@@ -282,7 +247,7 @@ template <>
 void noise_backward<float>(const float* grad, const float* noisy, const float* w, int64_t n, int64_t group_size,
                            float low, float high, double* sums, float* grad_out, std::vector<int64_t>& at_low,
                            std::vector<int64_t>& at_high) {
-  const auto chunk_fn = backward_chunk_function();
+  const auto chunk_fn = kernels().backward_chunk;
   backward_by_chunks(w, n, group_size, low, high, sums, at_low, at_high,
                      [&](int64_t start, int64_t count, double* out_sums) {
     return chunk_fn(grad + start, noisy + start, w + start, grad_out + start, count,
