@@ -182,3 +182,60 @@ TEST(Noise, RangeFindsTheExtremesAndReportsNaN) {
   range(v.data(), n, &low, &high);
   EXPECT_EQ(low, -INFINITY);
 }
+
+// The AVX-512 build is the AVX2 build's source on wider vectors: every
+// kernel must give the same bits (training results do not depend on which
+// of the two a CPU runs), the generator for odd block counts too.
+TEST(Noise, Avx512BuildGivesTheAvx2BuildsBits) {
+  namespace d = diffq::noise::detail;
+  if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("fma"))) {
+    GTEST_SKIP() << "this CPU has no AVX-512";
+  }
+  for (Kind kind : {Kind::kGaussian, Kind::kUniform}) {
+    for (int64_t blocks : {int64_t(1), int64_t(7), int64_t(1000)}) {
+      std::vector<float> a(blocks * 16, -1.0f), b(blocks * 16, -2.0f);
+      d::noise_blocks_avx2(0x1234567890abcdefull, 3, blocks, a.data(), kind);
+      d::noise_blocks_avx512(0x1234567890abcdefull, 3, blocks, b.data(), kind);
+      EXPECT_EQ(a, b) << "blocks " << blocks;
+    }
+  }
+  const int64_t n = 1003;  // a partial vector at the end
+  std::vector<float> logits(n), w(n), grad(n), noisy(n);
+  for (int64_t i = 0; i < n; ++i) {
+    logits[i] = static_cast<float>(-9.0 + 18.0 * i / (n - 1));
+    w[i] = static_cast<float>(std::cos(0.37 * i));
+    noisy[i] = w[i] + 0.01f * static_cast<float>(std::sin(1.3 * i));
+    grad[i] = static_cast<float>(std::sin(0.1 * i));
+  }
+  std::vector<float> scale_a(n), scale_b(n), slope_a(n), slope_b(n), grad_a(n), grad_b(n);
+  d::group_factors_avx2(logits.data(), n, 13 * 0.6931f, 2 * 0.6931f, 1.7f, scale_a.data(), slope_a.data());
+  d::group_factors_avx512(logits.data(), n, 13 * 0.6931f, 2 * 0.6931f, 1.7f, scale_b.data(), slope_b.data());
+  EXPECT_EQ(scale_a, scale_b);
+  EXPECT_EQ(slope_a, slope_b);
+  double sum_a = 0, sum_b = 0;
+  float max_a = 0, max_b = 0;
+  d::bits_sum_avx2(logits.data(), n, 2.0f, 13.0f, &sum_a, &max_a);
+  d::bits_sum_avx512(logits.data(), n, 2.0f, 13.0f, &sum_b, &max_b);
+  EXPECT_EQ(sum_a, sum_b);
+  EXPECT_EQ(max_a, max_b);
+  d::bits_sum_grad_avx2(logits.data(), n, 0.3f, grad_a.data());
+  d::bits_sum_grad_avx512(logits.data(), n, 0.3f, grad_b.data());
+  EXPECT_EQ(grad_a, grad_b);
+  float low_a, high_a, low_b, high_b;
+  d::range_avx2(w.data(), n, &low_a, &high_a);
+  d::range_avx512(w.data(), n, &low_b, &high_b);
+  EXPECT_EQ(low_a, low_b);
+  EXPECT_EQ(high_a, high_b);
+  for (int64_t group : {int64_t(1), int64_t(16), n}) {
+    const int64_t groups = (n + group - 1) / group;
+    std::vector<double> sums_a(groups), sums_b(groups);
+    std::vector<float> out_a(n), out_b(n);
+    EXPECT_EQ(d::backward_chunk_avx2(grad.data(), noisy.data(), w.data(), out_a.data(), n, group, low_a, high_a,
+                                     sums_a.data()),
+              d::backward_chunk_avx512(grad.data(), noisy.data(), w.data(), out_b.data(), n, group, low_a, high_a,
+                                       sums_b.data()));
+    EXPECT_EQ(sums_a, sums_b) << "group " << group;
+    EXPECT_EQ(out_a, out_b) << "group " << group;
+  }
+}

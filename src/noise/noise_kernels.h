@@ -35,7 +35,7 @@ template <typename T>
 void noise_backward(const T* grad, const T* noisy, const T* w, int64_t n, int64_t group_size, T low,
                     T high, double* sums, T* grad_out, std::vector<int64_t>& at_low,
                     std::vector<int64_t>& at_high);
-/// float: one kernel per CPU (AVX2 or portable), chosen at run time.
+/// float: one kernel per CPU (AVX-512, AVX2 or portable), chosen at run time.
 template <>
 void noise_backward<float>(const float* grad, const float* noisy, const float* w, int64_t n, int64_t group_size,
                            float low, float high, double* sums, float* grad_out, std::vector<int64_t>& at_low,
@@ -69,6 +69,7 @@ namespace detail {
 using BlockFn = void (*)(uint64_t key, uint64_t first_block, int64_t blocks, float* out, Kind kind);
 void noise_blocks_generic(uint64_t key, uint64_t first_block, int64_t blocks, float* out, Kind kind);
 void noise_blocks_avx2(uint64_t key, uint64_t first_block, int64_t blocks, float* out, Kind kind);
+void noise_blocks_avx512(uint64_t key, uint64_t first_block, int64_t blocks, float* out, Kind kind);
 
 /// One chunk of the float backward (one per implementation, the same bits):
 /// the chunk's `count` elements fall in groups of `group` (the last one may
@@ -83,19 +84,25 @@ int64_t backward_chunk_generic(const float* grad, const float* noisy, const floa
                                int64_t group, float low, float high, double* sums);
 int64_t backward_chunk_avx2(const float* grad, const float* noisy, const float* w, float* out, int64_t count,
                             int64_t group, float low, float high, double* sums);
+int64_t backward_chunk_avx512(const float* grad, const float* noisy, const float* w, float* out, int64_t count,
+                              int64_t group, float low, float high, double* sums);
 
 /// The range of one stretch of weights (one per implementation): see range().
 void range_generic(const float* w, int64_t n, float* low, float* high);
 void range_avx2(const float* w, int64_t n, float* low, float* high);
+void range_avx512(const float* w, int64_t n, float* low, float* high);
 
 /// The group kernels over one stretch (one set per implementation): see
 /// group_factors(), bits_sum(), bits_sum_grad().
 void group_factors_generic(const float*, int64_t, float, float, float, float*, float*);
 void group_factors_avx2(const float*, int64_t, float, float, float, float*, float*);
+void group_factors_avx512(const float*, int64_t, float, float, float, float*, float*);
 void bits_sum_generic(const float*, int64_t, float, float, double*, float*);
 void bits_sum_avx2(const float*, int64_t, float, float, double*, float*);
+void bits_sum_avx512(const float*, int64_t, float, float, double*, float*);
 void bits_sum_grad_generic(const float*, int64_t, float, float*);
 void bits_sum_grad_avx2(const float*, int64_t, float, float*);
+void bits_sum_grad_avx512(const float*, int64_t, float, float*);
 }  // namespace detail
 
 }  // namespace noise
