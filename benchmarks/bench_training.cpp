@@ -366,6 +366,8 @@ int main(int argc, char** argv) {
   std::string json_path = "bench_training.json";
   int steps = 10, rounds = 3;
   std::vector<int> thread_counts = {1, 2};
+  std::vector<std::string> models = {"mlp16", "cnn"};
+  std::vector<std::string> methods = {"none", "diffq", "qat", "lsq", "qn-proxy", "qn-int4", "ipq"};
   CLI::App app{"bench_training: training-step time and peak memory with and without each quantizer"};
   app.add_option("--json", json_path, "JSON output")->capture_default_str();
   app.add_option("--steps", steps, "timed steps per run")->capture_default_str()->check(CLI::PositiveNumber);
@@ -381,12 +383,22 @@ int main(int argc, char** argv) {
                  "released: gradients undefined before each step (as the Trainer runs) | zeroed: "
                  "Optimizer::zero_grad() of LibTorch 1.13, which keeps them")
       ->capture_default_str()->check(CLI::IsMember({"released", "zeroed"}));
+  app.add_option("--models", models, "models to time")->capture_default_str()
+      ->check(CLI::IsMember({"mlp16", "cnn"}));
+  app.add_option("--methods", methods, "methods to time (plain training, the base of every ratio, always runs; "
+                                       "ipq: the k-means of iPQ on mlp16)")
+      ->capture_default_str()->check(CLI::IsMember({"none", "diffq", "qat", "lsq", "qn-proxy", "qn-int4", "ipq"}));
   CLI11_PARSE(app, argc, argv);
+  const bool time_ipq = std::find(methods.begin(), methods.end(), "ipq") != methods.end();
+  methods.erase(std::remove_if(methods.begin(), methods.end(),
+                               [](const std::string& m) { return m == "none" || m == "ipq"; }),
+                methods.end());
+  methods.insert(methods.begin(), "none");
   char self[4096];
   const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   if (n <= 0) return 1;
   self[n] = 0;
-  nlohmann::json report = {{"threads", thread_counts}, {"steps", steps}, {"rounds", rounds}, {"allocator", g_allocator}, {"grads", g_grads},
+  nlohmann::json report = {{"threads", thread_counts}, {"models", models}, {"methods", methods}, {"steps", steps}, {"rounds", rounds}, {"allocator", g_allocator}, {"grads", g_grads},
                             {"rows", nlohmann::json::array()}};
   std::printf("children's environment:");
   for (const auto& kv : thread_environment()) {
@@ -398,13 +410,12 @@ int main(int argc, char** argv) {
   std::printf("%-7s %-6s %-8s %10s %8s %10s %11s %14s %8s %12s %13s %8s\n", "threads", "model", "method", "step (ms)",
               "ratio", "CPU ratio", "floor ratio", "peak RSS (MiB)", "ratio", "above model", "tensors (MiB)",
               "ratio");
-  const std::vector<std::string> methods = {"none", "diffq", "qat", "lsq", "qn-proxy", "qn-int4"};
   // Extra passes over the weights beyond plain training (read+write passes,
   // noise draws) that each method cannot avoid: its floor.
   const std::map<std::string, std::pair<double, double>> floor_passes = {
       {"none", {0, 0}}, {"diffq", {2, 1}}, {"qat", {1, 0}}, {"lsq", {2, 0}}, {"qn-proxy", {1, 0}}, {"qn-int4", {1, 0}}};
   for (const int threads : thread_counts)
-  for (const std::string model : {"mlp16", "cnn"}) {
+  for (const std::string& model : models) {
     // Several rounds, configurations interleaved; each keeps its fastest
     // round (the least disturbed by other load on the machine).
     std::map<std::string, nlohmann::json> best;
@@ -452,7 +463,7 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     }
     // DiffQ's extra time, pass by pass (measured alone in its child).
-    const auto& d = best["diffq"];
+    const auto& d = best.count("diffq") ? best["diffq"] : nlohmann::json::object();
     if (d.contains("diffq_parts_s") && !d["diffq_parts_s"].empty()) {
       const double extra = d["median_step_s"].get<double>() - base["median_step_s"].get<double>();
       std::printf("  DiffQ's passes (%s, %d thread%s; step %.1f ms above plain):", model.c_str(), threads,
@@ -468,6 +479,7 @@ int main(int argc, char** argv) {
   }
   // iPQ: the k-means of one stage over every layer of the 16.8 M-weight model.
   for (const int threads : thread_counts) {
+    if (!time_ipq) break;
     auto row = run_child(self, "mlp16", "ipq-kmeans", 1, threads);
     row["threads"] = threads;
     std::printf("%-7d %-6s %-8s k-means of every layer: %.2f s, peak RSS %.1f MiB\n", threads, "mlp16", "ipq",

@@ -122,7 +122,7 @@ TEST(Noise, BackwardRecoversTheAddedNoisePerGroup) {
 // The float backward's chunk kernel: its definition (Σ over each group of
 // the float products grad·(noisy − w), four double lanes, lanes added
 // pairwise), the copy of the gradient written over the noisy weights, the
-// count of extremes; the AVX2 build gives the same bits as the portable one.
+// count of extremes; the AVX2 and AVX-512 builds give the portable one's bits.
 TEST(Noise, FloatBackwardChunkFollowsItsDefinitionInBothBuilds) {
   const int64_t count = 1003;  // not a multiple of 4: a partial last group
   std::vector<float> grad(count), noisy(count), w(count);
@@ -136,7 +136,11 @@ TEST(Noise, FloatBackwardChunkFollowsItsDefinitionInBothBuilds) {
   using Fn = int64_t (*)(const float*, const float*, const float*, float*, int64_t, int64_t, float, float, double*);
   std::vector<Fn> builds{&diffq::noise::detail::backward_chunk_generic};
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) builds.push_back(&diffq::noise::detail::backward_chunk_avx2);
-  for (int64_t group : std::vector<int64_t>{1, 3, 4, 8, 16, 40, count}) {
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("fma")) {
+    builds.push_back(&diffq::noise::detail::backward_chunk_avx512);
+  }
+  for (int64_t group : std::vector<int64_t>{1, 3, 4, 8, 16, 32, 40, count}) {
     const int64_t groups = (count + group - 1) / group;
     std::vector<double> expected(groups);
     for (int64_t k = 0; k < groups; ++k) {
@@ -227,7 +231,7 @@ TEST(Noise, Avx512BuildGivesTheAvx2BuildsBits) {
   d::range_avx512(w.data(), n, &low_b, &high_b);
   EXPECT_EQ(low_a, low_b);
   EXPECT_EQ(high_a, high_b);
-  for (int64_t group : {int64_t(1), int64_t(16), n}) {
+  for (int64_t group : {int64_t(1), int64_t(4), int64_t(16), int64_t(48), n}) {
     const int64_t groups = (n + group - 1) / group;
     std::vector<double> sums_a(groups), sums_b(groups);
     std::vector<float> out_a(n), out_b(n);

@@ -86,26 +86,37 @@ namespace {
 constexpr int64_t kChunkBlocks = 256;  // 4096 values per chunk, on the stack
 
 constexpr int64_t kChunk = kChunkBlocks * 16;
+constexpr int64_t kPieceBlocks = 16;  // generated between two rounds of prefetches
 
 // Calls fn(start, count, eps) for consecutive chunks of [0, n). When every
 // chunk holds whole groups (group_size a divisor of the chunk), chunks are
 // independent and run on the intra-op threads; each writes what it alone
 // owns, so the result does not depend on the number of threads.
-template <typename F>
-void for_each_chunk(int64_t n, int64_t group_size, uint64_t key, Kind kind, F&& fn) {
+template <typename F, typename P>
+void for_each_chunk(int64_t n, int64_t group_size, uint64_t key, Kind kind, F&& fn, P&& prefetch) {
   const auto blocks_fn = kernels().blocks;
   const int64_t chunks = (n + kChunk - 1) / kChunk;
   auto run = [&](int64_t c0, int64_t c1) {
     alignas(64) float eps[kChunk];
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t start = c * kChunk, count = std::min<int64_t>(kChunk, n - start);
-      blocks_fn(key, static_cast<uint64_t>(start / 16), (count + 15) / 16, eps, kind);
+      const int64_t blocks = (count + 15) / 16;
+      for (int64_t b = 0; b < blocks; b += kPieceBlocks) {
+        const int64_t piece = std::min(kPieceBlocks, blocks - b);
+        blocks_fn(key, static_cast<uint64_t>(start / 16 + b), piece, eps + 16 * b, kind);
+        prefetch(start + 16 * b, std::min(16 * piece, count - 16 * b));
+      }
       fn(start, count, eps);
     }
   };
   const bool independent = group_size > 0 && kChunk % group_size == 0;
   if (independent && chunks > 1) at::parallel_for(0, chunks, 1, run);
   else run(0, chunks);
+}
+
+template <typename F>
+void for_each_chunk(int64_t n, int64_t group_size, uint64_t key, Kind kind, F&& fn) {
+  for_each_chunk(n, group_size, key, kind, fn, [](int64_t, int64_t) {});
 }
 
 // Σ x[0..n) in double, in a fixed order: four lanes, then pairwise.
@@ -158,6 +169,29 @@ void range(const float* w, int64_t n, float* low, float* high) {
   *high = hi;
 }
 
+namespace {
+
+// Prefetches [p, p + bytes) into the caches, for reading or for writing.
+// Inline assembly on x86: GCC deems a function that only calls
+// __builtin_prefetch free of side effects and drops the calls to it.
+template <int kWrite>
+inline void prefetch_lines(const void* p, int64_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t b = 0; b < bytes; b += 64) {
+#if defined(__x86_64__)
+    if (kWrite) asm volatile("prefetchw %0" : : "m"(c[b]));  // a NOP on CPUs without PRFCHW
+    else asm volatile("prefetcht0 %0" : : "m"(c[b]));
+#else
+    __builtin_prefetch(c + b, kWrite, 3);
+#endif
+  }
+}
+
+}  // namespace
+
+// The generator is compute-bound: while it runs, the weights each chunk
+// reads and the noisy weights it writes are prefetched, so that the
+// chunk's memory traffic overlaps arithmetic.
 template <typename T>
 void add_noise(const T* w, T* out, int64_t n, int64_t group_size, const T* scale, uint64_t key,
                Kind kind) {
@@ -184,6 +218,9 @@ void add_noise(const T* w, T* out, int64_t n, int64_t group_size, const T* scale
         }
       }
     }
+  }, [&](int64_t start, int64_t count) {  // a piece of a chunk, just generated
+    prefetch_lines<0>(w + start, count * static_cast<int64_t>(sizeof(T)));
+    prefetch_lines<1>(out + start, count * static_cast<int64_t>(sizeof(T)));
   });
 }
 
