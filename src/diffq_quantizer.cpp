@@ -277,18 +277,32 @@ torch::Tensor DiffQuantizer::backward(detail::Slot& slot, const torch::Tensor& g
     at_high.assign(hi.data_ptr<int64_t>(), hi.data_ptr<int64_t>() + hi.numel());
   }
   // Logits: d noisy_i / d l_g = noise_i · d ln s_g / d l_g.
-  auto logit_grad = per_group.to(state.log_slope.device(), state.log_slope.scalar_type()).mul(state.log_slope);
   auto& own_grad = slot.own.mutable_grad();
-  if (own_grad.defined()) {
-    own_grad.add_(logit_grad);
+  const auto& slope = state.log_slope;
+  const bool one_pass = slope.device().is_cpu() && slope.scalar_type() == torch::kFloat32 && slope.is_contiguous() &&
+                        slope.numel() == groups && slot.own.numel() == groups &&
+                        (!own_grad.defined() || (own_grad.device().is_cpu() && own_grad.is_contiguous() &&
+                                                 own_grad.scalar_type() == torch::kFloat32));
+  double group_total = 0;  // Σ_g per_group[g]
+  if (one_pass) {
+    const bool accumulate = own_grad.defined();
+    if (!accumulate) own_grad = torch::empty_like(slot.own.detach(), torch::MemoryFormat::Contiguous);
+    group_total = noise::logit_gradient(per_group.data_ptr<double>(), slope.data_ptr<float>(), groups,
+                                        own_grad.data_ptr<float>(), accumulate);
   } else {
-    own_grad = logit_grad;
+    auto logit_grad = per_group.to(slope.device(), slope.scalar_type()).mul(slope);
+    if (own_grad.defined()) {
+      own_grad.add_(logit_grad);
+    } else {
+      own_grad = logit_grad;
+    }
+    group_total = per_group.sum().item<double>();
   }
   // Weights: identity, plus the range path (max and min are not detached;
   // ties share the gradient evenly, like torch's max() and min()). The
   // noise is R s_g ε_i, so d noisy_i / d R = noise_i / R.
   if (state.range > 0) {
-    const double d_range = per_group.sum().item<double>() / state.range;
+    const double d_range = group_total / state.range;
     auto flat_g = full.view(-1);
     for (int64_t i : at_high) flat_g[i] += d_range / static_cast<double>(at_high.size());
     for (int64_t i : at_low) flat_g[i] -= d_range / static_cast<double>(at_low.size());

@@ -230,7 +230,7 @@ TEST(Gradients, FloatGroupKernelsMatchTheDoublePath) {
   torch::manual_seed(5);
   auto x = torch::randn({7, 8});
   auto r = torch::randn({7, 6});
-  std::vector<torch::Tensor> sizes, size_grads, weight_grads, logit_grads;
+  std::vector<torch::Tensor> sizes, size_grads, weight_grads, logit_grads, combined_grads;
   for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
     auto layer = make_layer();
     layer->to(dtype);
@@ -251,6 +251,15 @@ TEST(Gradients, FloatGroupKernelsMatchTheDoublePath) {
     step.finish();
     weight_grads.push_back(layer->weight.grad().to(torch::kFloat64));
     logit_grads.push_back(logits.grad().to(torch::kFloat64));
+    // The size's gradient first, then a step's: the noise path adds its
+    // gradient to the one the logits already hold.
+    logits.mutable_grad() = torch::Tensor();
+    layer->weight.mutable_grad() = torch::Tensor();
+    (0.3 * q.model_size()).backward();
+    auto both = q.training_step();
+    (torch::tanh(layer->forward(x.to(dtype))) * r.to(dtype)).sum().backward();
+    both.finish();
+    combined_grads.push_back(logits.grad().to(torch::kFloat64));
   }
   EXPECT_NEAR(sizes[0].item<double>(), sizes[1].item<double>(), 1e-6 * sizes[1].item<double>());
   EXPECT_TRUE(torch::allclose(size_grads[0], size_grads[1], 1e-5, 1e-12)) << size_grads[0] - size_grads[1];
@@ -258,4 +267,8 @@ TEST(Gradients, FloatGroupKernelsMatchTheDoublePath) {
   EXPECT_TRUE(torch::allclose(logit_grads[0], logit_grads[1], 1e-3, 1e-7)) << logit_grads[0] - logit_grads[1];
   EXPECT_GT(size_grads[1].abs().max().item<double>(), 0);
   EXPECT_GT(logit_grads[1].abs().max().item<double>(), 0);
+  // The second step (its own noise, the same on both paths): the size's
+  // gradient plus that step's noise gradient, on both paths alike.
+  EXPECT_TRUE(torch::allclose(combined_grads[0], combined_grads[1], 1e-3, 1e-7)) << combined_grads[0] - combined_grads[1];
+  EXPECT_GT((combined_grads[1] - logit_grads[1]).abs().max().item<double>(), 0);
 }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <numeric>
 
 #include <torch/torch.h>
 
@@ -91,9 +92,12 @@ TEST(Kernels, ResultsDoNotDependOnTheThreadCount) {
   auto scale = torch::rand({n / 16}).add(0.01);
   std::vector<torch::Tensor> noisy, backward_out;
   std::vector<double> sums, group0;
-  std::vector<std::vector<double>> group_results;  // Σ bits, max bits, min and max weight
+  // Σ bits, max bits, min and max weight, Σ group sums, two logit gradients
+  std::vector<std::vector<double>> group_results;
   const auto logits = torch::linspace(-8, 8, 100003);
   std::vector<std::vector<int64_t>> ties_at_low;
+  std::vector<double> group_sums(100003);
+  for (size_t k = 0; k < group_sums.size(); ++k) group_sums[k] = std::sin(0.7 * static_cast<double>(k)) * 1e3;
   for (int threads : {1, 2, 3}) {
     ThreadCount guard(threads);
     auto out = torch::empty_like(w);
@@ -118,12 +122,20 @@ TEST(Kernels, ResultsDoNotDependOnTheThreadCount) {
     float bits_max = 0, low = 0, high = 0;
     diffq::noise::bits_sum(logits.data_ptr<float>(), logits.numel(), 2.0f, 13.0f, &bits_total, &bits_max);
     diffq::noise::range(w.data_ptr<float>(), n, &low, &high);
-    group_results.push_back({bits_total, bits_max, low, high});
+    // The logits' gradient from group sums (added to what it holds), over
+    // several stretches of groups.
+    std::vector<float> logit_grad(group_sums.size(), 0.25f), slope(group_sums.size());
+    for (size_t k = 0; k < slope.size(); ++k) slope[k] = 1.0f + 1e-3f * static_cast<float>(k % 97);
+    const double group_total = diffq::noise::logit_gradient(
+        group_sums.data(), slope.data(), static_cast<int64_t>(group_sums.size()), logit_grad.data(), true);
+    EXPECT_EQ(logit_grad[77777], 0.25f + static_cast<float>(group_sums[77777]) * slope[77777]);
+    group_results.push_back({bits_total, bits_max, low, high, group_total, logit_grad[12345], logit_grad.back()});
   }
   EXPECT_NEAR(group_results[0][0], 100003 * 8.5, 1.0);  // symmetric logits: mean bits 2 + 13/2
   EXPECT_NEAR(group_results[0][1], 2 + 13 / (1 + std::exp(-8.0)), 1e-5);
   EXPECT_EQ(group_results[0][2], w.min().item<float>());
   EXPECT_EQ(group_results[0][3], w.max().item<float>());
+  EXPECT_NEAR(group_results[0][4], std::accumulate(group_sums.begin(), group_sums.end(), 0.0), 1e-9);
   for (size_t i = 1; i < noisy.size(); ++i) {
     EXPECT_TRUE(same_bits(noisy[i], noisy[0]));
     EXPECT_TRUE(same_bits(backward_out[i], backward_out[0]));

@@ -58,6 +58,12 @@ void bits_sum(const float* logits, int64_t n, float min_bits, float span, double
 /// grad[g] = coefficient · σ(l_g)(1 − σ(l_g)): d (coefficient/span · Σ b) / d l_g.
 void bits_sum_grad(const float* logits, int64_t n, float coefficient, float* grad);
 
+/// The logits' gradient from the backward's group sums, one pass:
+/// grad[g] = (float) sums[g] · log_slope[g], or grad[g] + that product when
+/// `accumulate`. Returns Σ_g sums[g] (in double, in a fixed order: the same
+/// for any thread count).
+double logit_gradient(const double* sums, const float* log_slope, int64_t n, float* grad, bool accumulate);
+
 /// Fills eps[0..n) with ε(key, i) (tests and diagnostics).
 void fill_noise(float* eps, int64_t n, uint64_t key, Kind kind);
 
