@@ -244,6 +244,19 @@ void fused_backward(const torch::Tensor& g, const torch::Tensor& noisy, const to
 
 }  // namespace
 
+namespace {
+
+// g[i] += up at the maximum's indices, g[i] -= down at the minimum's: the
+// amounts rounded to the gradient's dtype first, as torch's `+=` rounds a
+// double scalar.
+template <typename T>
+void add_at(T* g, const std::vector<int64_t>& at_high, double up, const std::vector<int64_t>& at_low, double down) {
+  for (int64_t i : at_high) g[i] = g[i] + static_cast<T>(up);
+  for (int64_t i : at_low) g[i] = g[i] - static_cast<T>(down);
+}
+
+}  // namespace
+
 torch::Tensor DiffQuantizer::backward(detail::Slot& slot, const torch::Tensor& grad) {
   if (frozen_) return grad;  // straight through to the latent weights; the logits learn no more
   const auto& state = noise_[index_of(slot)];
@@ -303,9 +316,16 @@ torch::Tensor DiffQuantizer::backward(detail::Slot& slot, const torch::Tensor& g
   // noise is R s_g ε_i, so d noisy_i / d R = noise_i / R.
   if (state.range > 0) {
     const double d_range = group_total / state.range;
-    auto flat_g = full.view(-1);
-    for (int64_t i : at_high) flat_g[i] += d_range / static_cast<double>(at_high.size());
-    for (int64_t i : at_low) flat_g[i] -= d_range / static_cast<double>(at_low.size());
+    const double up = d_range / static_cast<double>(at_high.size()), down = d_range / static_cast<double>(at_low.size());
+    if (full.device().is_cpu() && full.is_contiguous() && full.scalar_type() == torch::kFloat32) {
+      add_at(full.data_ptr<float>(), at_high, up, at_low, down);
+    } else if (full.device().is_cpu() && full.is_contiguous() && full.scalar_type() == torch::kFloat64) {
+      add_at(full.data_ptr<double>(), at_high, up, at_low, down);
+    } else {
+      auto flat_g = full.view(-1);
+      for (int64_t i : at_high) flat_g[i] += up;
+      for (int64_t i : at_low) flat_g[i] -= down;
+    }
   }
   return full;
 }

@@ -81,26 +81,6 @@ void bits_sum_grad(const float* logits, int64_t n, float coefficient, float* gra
   at::parallel_for(0, n, kGroupStretch, [&](int64_t g0, int64_t g1) { fn(logits + g0, g1 - g0, coefficient, grad + g0); });
 }
 
-double logit_gradient(const double* sums, const float* log_slope, int64_t n, float* grad, bool accumulate) {
-  const int64_t stretches = std::max<int64_t>(1, (n + kGroupStretch - 1) / kGroupStretch);
-  std::vector<double> totals(static_cast<size_t>(stretches), 0.0);
-  at::parallel_for(0, stretches, 1, [&](int64_t s0, int64_t s1) {
-    for (int64_t s = s0; s < s1; ++s) {
-      const int64_t g0 = s * kGroupStretch, g1 = std::min(n, g0 + kGroupStretch);
-      double lane[4] = {0, 0, 0, 0};
-      for (int64_t g = g0; g < g1; ++g) {
-        const float product = static_cast<float>(sums[g]) * log_slope[g];
-        grad[g] = accumulate ? grad[g] + product : product;
-        lane[(g - g0) & 3] += sums[g];
-      }
-      totals[static_cast<size_t>(s)] = (lane[0] + lane[1]) + (lane[2] + lane[3]);
-    }
-  });
-  double total = 0;
-  for (double t : totals) total += t;  // in order: the same total for any thread count
-  return total;
-}
-
 namespace {
 
 constexpr int64_t kChunkBlocks = 256;  // 4096 values per chunk, on the stack
@@ -152,6 +132,25 @@ inline __attribute__((always_inline)) double sum_in_lanes(const T* x, int64_t n)
 }
 
 }  // namespace
+
+double logit_gradient(const double* sums, const float* log_slope, int64_t n, float* grad, bool accumulate) {
+  const int64_t stretches = std::max<int64_t>(1, (n + kGroupStretch - 1) / kGroupStretch);
+  std::vector<double> totals(static_cast<size_t>(stretches), 0.0);
+  at::parallel_for(0, stretches, 1, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t g0 = s * kGroupStretch, g1 = std::min(n, g0 + kGroupStretch);
+      if (accumulate) {
+        for (int64_t g = g0; g < g1; ++g) grad[g] = grad[g] + static_cast<float>(sums[g]) * log_slope[g];
+      } else {
+        for (int64_t g = g0; g < g1; ++g) grad[g] = static_cast<float>(sums[g]) * log_slope[g];
+      }
+      totals[static_cast<size_t>(s)] = sum_in_lanes(sums + g0, g1 - g0);
+    }
+  });
+  double total = 0;
+  for (double t : totals) total += t;  // in order: the same total for any thread count
+  return total;
+}
 
 uint64_t mix_key(uint64_t a, uint64_t b, uint64_t c) {
   auto splitmix = [](uint64_t z) {
