@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "diffq/error.h"
+#include "noise/noise_kernels.h"
 
 namespace diffq {
 
@@ -97,9 +98,14 @@ torch::Tensor values_to_tensor(const std::vector<float>& values,
 
 std::pair<float, float> finite_range(const torch::Tensor& w, const std::string& name) {
   if (w.numel() == 0) return {0.f, 0.f};
-  auto minmax = torch::aminmax(w.detach());
-  const float mn = std::get<0>(minmax).item<float>();
-  const float mx = std::get<1>(minmax).item<float>();
+  float mn, mx;
+  if (w.device().is_cpu() && w.scalar_type() == torch::kFloat32 && w.is_contiguous()) {
+    noise::range(w.data_ptr<float>(), w.numel(), &mn, &mx);  // one vectorised pass on the intra-op threads
+  } else {
+    auto minmax = torch::aminmax(w.detach());
+    mn = std::get<0>(minmax).item<float>();
+    mx = std::get<1>(minmax).item<float>();
+  }
   DIFFQ_CHECK(std::isfinite(mn) && std::isfinite(mx), "parameter '", name,
               "' contains NaN or infinite values; it cannot be quantized");
   return {mn, mx};
