@@ -2,18 +2,16 @@
 // product quantization with centroid fine-tuning.
 #include "diffq/quant_noise.h"
 
-
-#include <ATen/CPUGeneratorImpl.h>
-#include <torch/torch.h>
-
 #include <cmath>
 #include <cstring>
 
+#include <torch/torch.h>
+
 #include "diffq/error.h"
-#include "name_match.h"
 #include "diffq/kmeans.h"
-#include "diffq/error.h"
 #include "diffq/number_text.h"
+#include "name_match.h"
+#include "noise/noise_kernels.h"
 #include "option_text.h"
 #include "tensor_convert.h"
 
@@ -116,7 +114,6 @@ QuantNoiseQuantizer::QuantNoiseQuantizer(const ModelRef& model, QuantNoiseOption
                                        o.conv_block_size());
     }
   }
-  generator_ = at::detail::createCPUGenerator(o.seed());
   install_hooks();
 }
 
@@ -186,9 +183,13 @@ void QuantNoiseQuantizer::check_idle(const char* what) const {
   }
 }
 
-torch::Tensor QuantNoiseQuantizer::bernoulli(int64_t n, const torch::Device& device) {
-  auto draw = torch::empty({n}, torch::kFloat32).bernoulli_(options_.p(), generator_);
-  return draw.to(torch::kBool).to(device);
+torch::Tensor QuantNoiseQuantizer::bernoulli(int64_t n, const detail::Slot& slot) {
+  // A pure function of (seed, step, tensor): resumed runs draw what an
+  // uninterrupted run draws, and every thread count the same.
+  auto draw = torch::empty({n}, torch::kBool);
+  const uint64_t key = noise::mix_key(options_.seed(), static_cast<uint64_t>(steps()), index_of(slot));
+  noise::bernoulli(key, n, options_.p(), draw.data_ptr<bool>());
+  return draw.to(slot.latent.device());
 }
 
 // ------------------------------------------------------------ scalar
@@ -354,7 +355,7 @@ torch::Tensor QuantNoiseQuantizer::training_data(detail::Slot& slot) {
     }
     torch::Tensor inside;
     auto q = fake_quantize(w32, layer, /*fresh=*/false, &inside);
-    auto selected = bernoulli(w.numel(), w.device()).view(w.sizes());
+    auto selected = bernoulli(w.numel(), slot).view(w.sizes());
     // STE with clamp: selected entries outside the range get no gradient.
     layer.pass = torch::logical_not(selected & torch::logical_not(inside));
     return torch::where(selected, q.to(w.scalar_type()), w);
@@ -362,7 +363,7 @@ torch::Tensor QuantNoiseQuantizer::training_data(detail::Slot& slot) {
   // Proxy drop over blocks, inverted-dropout scaling, latent untouched.
   const int64_t b = layer.layout.noise_block;
   const int64_t blocks = w.numel() / b;
-  auto drop = bernoulli(blocks, w.device()).unsqueeze(1);
+  auto drop = bernoulli(blocks, slot).unsqueeze(1);
   auto flat = w.contiguous().view({blocks, b});
   return torch::where(drop, torch::zeros({}, w.options()), flat / (1.0 - p)).view(w.sizes());
 }

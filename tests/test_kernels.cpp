@@ -3,8 +3,11 @@
 // number of threads; the noise kernels' results do not depend on it either.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <memory>
 #include <numeric>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -96,6 +99,7 @@ TEST(Kernels, ResultsDoNotDependOnTheThreadCount) {
   std::vector<std::vector<double>> group_results;
   const auto logits = torch::linspace(-8, 8, 100003);
   std::vector<std::vector<int64_t>> ties_at_low;
+  std::vector<std::vector<bool>> masks;
   std::vector<double> group_sums(100003);
   for (size_t k = 0; k < group_sums.size(); ++k) group_sums[k] = std::sin(0.7 * static_cast<double>(k)) * 1e3;
   for (int threads : {1, 2, 3}) {
@@ -129,6 +133,10 @@ TEST(Kernels, ResultsDoNotDependOnTheThreadCount) {
     const double group_total = diffq::noise::logit_gradient(
         group_sums.data(), slope.data(), static_cast<int64_t>(group_sums.size()), logit_grad.data(), true);
     EXPECT_EQ(logit_grad[77777], 0.25f + static_cast<float>(group_sums[77777]) * slope[77777]);
+    // Quant-Noise's masks (n = 2^18: several chunks).
+    std::unique_ptr<bool[]> mask(new bool[n]);
+    diffq::noise::bernoulli(11, n, 0.3, mask.get());
+    masks.emplace_back(mask.get(), mask.get() + n);
     group_results.push_back({bits_total, bits_max, low, high, group_total, logit_grad[12345], logit_grad.back()});
   }
   EXPECT_NEAR(group_results[0][0], 100003 * 8.5, 1.0);  // symmetric logits: mean bits 2 + 13/2
@@ -142,6 +150,7 @@ TEST(Kernels, ResultsDoNotDependOnTheThreadCount) {
     EXPECT_EQ(sums[i], sums[0]);
     EXPECT_EQ(group_results[i], group_results[0]);
     EXPECT_EQ(ties_at_low[i], ties_at_low[0]);
+    EXPECT_EQ(masks[i], masks[0]);
   }
   EXPECT_GT(ties_at_low[0].size(), 100u);  // -1 is one of the tie values
   for (size_t i = 2; i < group0.size(); ++i) {

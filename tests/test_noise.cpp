@@ -1,7 +1,10 @@
 // The fused noise generator: distribution, determinism, both builds agree.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <memory>
 #include <vector>
 
 #include "../src/noise/noise_kernels.h"
@@ -242,4 +245,31 @@ TEST(Noise, Avx512BuildGivesTheAvx2BuildsBits) {
     EXPECT_EQ(sums_a, sums_b) << "group " << group;
     EXPECT_EQ(out_a, out_b) << "group " << group;
   }
+}
+
+// Quant-Noise's masks: Bernoulli(p) from the uniform stream, at rate p
+// (within 5 standard deviations), none at p = 0, all at p = 1, a pure
+// function of the key, and independent of their neighbours.
+TEST(Noise, BernoulliDrawsAtRateP) {
+  const int64_t n = 1 << 20;
+  std::unique_ptr<bool[]> a(new bool[n]), b(new bool[n]);
+  for (double p : {0.05, 0.5, 0.9}) {
+    bernoulli(7, n, p, a.get());
+    int64_t ones = 0, pairs = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      ones += a[i];
+      pairs += a[i] && i + 1 < n && a[i + 1];
+    }
+    const double sd = std::sqrt(n * p * (1 - p));
+    EXPECT_NEAR(static_cast<double>(ones), n * p, 5 * sd) << p;
+    EXPECT_NEAR(static_cast<double>(pairs), n * p * p, 5 * std::sqrt(n * p * p * (1 + 3 * p)) + 5) << p;
+    bernoulli(7, n, p, b.get());
+    EXPECT_EQ(std::memcmp(a.get(), b.get(), n), 0) << p;
+    bernoulli(8, n, p, b.get());
+    EXPECT_NE(std::memcmp(a.get(), b.get(), n), 0) << p;
+  }
+  bernoulli(7, n, 0.0, a.get());
+  EXPECT_EQ(std::count(a.get(), a.get() + n, true), 0);
+  bernoulli(7, n, 1.0, a.get());
+  EXPECT_EQ(std::count(a.get(), a.get() + n, true), n);
 }

@@ -40,8 +40,6 @@
 #include <string>
 #include <vector>
 
-#include <ATen/core/Generator.h>
-
 #include "diffq/quantizer.h"
 
 namespace diffq {
@@ -102,7 +100,8 @@ struct QuantNoiseOptions {
   TORCH_ARG(bool, per_channel) = false;
   /// Reduction of the centroid gradient (iPQ).
   TORCH_ARG(CentroidReduction, centroid_reduction) = CentroidReduction::kSum;
-  /// Seed of the noise masks and of the k-means initialisations.
+  /// Seed of the noise masks (drawn from (seed, step, tensor), like DiffQ's
+  /// noise) and of the k-means initialisations.
   TORCH_ARG(uint64_t, seed) = 0x5eed;
   /// Which parameters are quantized.
   TORCH_ARG(DiscoveryOptions, discovery) = {};
@@ -208,11 +207,11 @@ class QuantNoiseQuantizer : public Quantizer {
                               torch::Tensor* inside, torch::Tensor* levels_out = nullptr) const;
   void refresh_ranges(Layer& layer, const torch::Tensor& w32) const;
   torch::Tensor decoded(const detail::Slot& slot, bool half) const;
-  torch::Tensor bernoulli(int64_t n, const torch::Device& device);
+  /// This step's Bernoulli(p) draws for `slot` (n of them), on its device.
+  torch::Tensor bernoulli(int64_t n, const detail::Slot& slot);
 
   QuantNoiseOptions options_;
   std::vector<Layer> layers_;
-  at::Generator generator_;
 };
 
 }  // namespace diffq

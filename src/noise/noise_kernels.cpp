@@ -168,6 +168,13 @@ void fill_noise(float* out, int64_t n, uint64_t key, Kind kind) {
   });
 }
 
+void bernoulli(uint64_t key, int64_t n, double p, bool* out) {
+  for_each_chunk(n, 1, key, Kind::kUniform, [&](int64_t start, int64_t count, const float* eps) {
+    bool* o = out + start;
+    for (int64_t i = 0; i < count; ++i) o[i] = static_cast<double>(eps[i] + 0.5f) < p;  // u exact: k·2^-24
+  });
+}
+
 void range(const float* w, int64_t n, float* low, float* high) {
   const auto fn = kernels().range;
   constexpr int64_t kStretch = 1 << 16;

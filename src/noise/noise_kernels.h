@@ -64,6 +64,11 @@ void bits_sum_grad(const float* logits, int64_t n, float coefficient, float* gra
 /// for any thread count).
 double logit_gradient(const double* sums, const float* log_slope, int64_t n, float* grad, bool accumulate);
 
+/// Bernoulli draws from the uniform stream: out[i] = 1 when
+/// ε(key, i) + 1/2 < p (kUniform), else 0; probability ceil(p·2^24)/2^24.
+/// A pure function of (key, i): the same for any thread count.
+void bernoulli(uint64_t key, int64_t n, double p, bool* out);
+
 /// Fills eps[0..n) with ε(key, i) (tests and diagnostics).
 void fill_noise(float* eps, int64_t n, uint64_t key, Kind kind);
 

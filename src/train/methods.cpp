@@ -133,7 +133,7 @@ MethodInfo quant_noise_method() {
                   "block_size=, centroids= (iPQ: one stage, k-means on the weights at the start)",
                   with_discovery({"bits", "bits_lr"}));
   m.extra_options = {"qn_mode", "p", "block_size", "centroids"};
-  m.replay_steps_on_resume = true;  // Bernoulli masks come from a generator it owns
+  m.replay_steps_on_resume = true;  // its ranges are refreshed on a schedule of steps it keeps
   m.make = make_quant_noise;
   return m;
 }
