@@ -10,6 +10,7 @@
 #include "diffq/error.h"
 #include "diffq/kmeans.h"
 #include "diffq/number_text.h"
+#include "kernels/fake_quant.h"
 #include "name_match.h"
 #include "noise/noise_kernels.h"
 #include "option_text.h"
@@ -353,9 +354,19 @@ torch::Tensor QuantNoiseQuantizer::training_data(detail::Slot& slot) {
       refresh_ranges(layer, w32);
       layer.range_step = steps_;
     }
+    auto selected = bernoulli(w.numel(), slot).view(w.sizes());
+    if (!options_.per_channel() && layer.max > layer.min && w.device().is_cpu() &&
+        w.scalar_type() == torch::kFloat32 && w.is_contiguous()) {
+      // One fused pass: the same float operations as the tensor expressions below.
+      auto out = new_buffer(w);
+      layer.pass = torch::empty(w.sizes(), torch::kBool);
+      kernels::noise_fake_quant(w.data_ptr<float>(), selected.data_ptr<bool>(), out.data_ptr<float>(),
+                                layer.pass.data_ptr<bool>(), w.numel(), layer.min, layer.max,
+                                static_cast<float>(std::pow(2.0, bits()) - 1));
+      return out;
+    }
     torch::Tensor inside;
     auto q = fake_quantize(w32, layer, /*fresh=*/false, &inside);
-    auto selected = bernoulli(w.numel(), slot).view(w.sizes());
     // STE with clamp: selected entries outside the range get no gradient.
     layer.pass = torch::logical_not(selected & torch::logical_not(inside));
     return torch::where(selected, q.to(w.scalar_type()), w);
@@ -363,7 +374,14 @@ torch::Tensor QuantNoiseQuantizer::training_data(detail::Slot& slot) {
   // Proxy drop over blocks, inverted-dropout scaling, latent untouched.
   const int64_t b = layer.layout.noise_block;
   const int64_t blocks = w.numel() / b;
-  auto drop = bernoulli(blocks, slot).unsqueeze(1);
+  auto drop = bernoulli(blocks, slot);
+  if (w.device().is_cpu() && w.scalar_type() == torch::kFloat32 && w.is_contiguous()) {
+    auto out = new_buffer(w);  // one fused pass: the same float operations as below
+    kernels::proxy_drop(w.data_ptr<float>(), drop.data_ptr<bool>(), out.data_ptr<float>(), w.numel(), b,
+                        static_cast<float>(1.0 - p));
+    return out;
+  }
+  drop = drop.unsqueeze(1);
   auto flat = w.contiguous().view({blocks, b});
   return torch::where(drop, torch::zeros({}, w.options()), flat / (1.0 - p)).view(w.sizes());
 }
@@ -386,7 +404,15 @@ torch::Tensor QuantNoiseQuantizer::backward(detail::Slot& slot, const torch::Ten
     return torch::zeros_like(grad);
   }
   if (layer.pass.defined()) {
-    auto out = grad * layer.pass.to(grad.scalar_type());
+    torch::Tensor out;
+    if (grad.device().is_cpu() && grad.scalar_type() == torch::kFloat32 && grad.is_contiguous() &&
+        layer.pass.device().is_cpu() && layer.pass.is_contiguous() && layer.pass.numel() == grad.numel()) {
+      out = gradient_buffer(slot, grad);  // the step's quantized buffer when nothing else holds it
+      kernels::masked_gradient(grad.data_ptr<float>(), layer.pass.data_ptr<bool>(), out.data_ptr<float>(),
+                               grad.numel());
+    } else {
+      out = grad * layer.pass.to(grad.scalar_type());
+    }
     layer.pass = torch::Tensor();
     return out;
   }

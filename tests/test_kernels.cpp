@@ -61,6 +61,50 @@ TEST(Kernels, UniformFakeQuantEqualsTheTensorExpression) {
   }
 }
 
+// Quant-Noise's scalar noise: the expressions of the tensor path (the
+// levels clamped, a range narrower than the weights, so that some selected
+// weights fall outside it), and the gradient through the pass mask.
+TEST(Kernels, QuantNoiseFakeQuantEqualsTheTensorExpressions) {
+  const int64_t n = 100003;
+  auto w = weights(n, 0.25f);
+  auto grad = torch::randn({n});
+  const float mn = 0.5f * w.min().item<float>(), mx = 0.5f * w.max().item<float>();
+  auto selected = torch::rand({n}) < 0.4;
+  for (int bits : {4, 8}) {
+    const double levels_max = std::pow(2.0, bits) - 1;
+    auto denom = torch::full({1, 1}, levels_max, w.options());
+    auto levels = torch::round((w.view({1, -1}) - mn) / (mx - mn) * denom).clamp(0, levels_max);
+    auto values = levels.div(denom).mul(mx - mn).add(mn).view(-1);
+    auto inside = (w >= mn) & (w <= mx);
+    auto expected = torch::where(selected, values, w);
+    auto expected_pass = torch::logical_not(selected & torch::logical_not(inside));
+    auto out = torch::empty_like(w);
+    auto pass = torch::empty({n}, torch::kBool);
+    diffq::kernels::noise_fake_quant(w.data_ptr<float>(), selected.data_ptr<bool>(), out.data_ptr<float>(),
+                                     pass.data_ptr<bool>(), n, mn, mx, float(levels_max));
+    EXPECT_TRUE(same_bits(out, expected)) << bits << " bits";
+    EXPECT_TRUE(torch::equal(pass, expected_pass)) << bits << " bits";
+    EXPECT_GT(torch::logical_not(pass).sum().item<int64_t>(), 100);  // some selected weights are outside
+    auto expected_grad = grad * pass.to(torch::kFloat32);
+    auto grad_out = torch::empty_like(grad);
+    diffq::kernels::masked_gradient(grad.data_ptr<float>(), pass.data_ptr<bool>(), grad_out.data_ptr<float>(), n);
+    EXPECT_TRUE(same_bits(grad_out, expected_grad)) << bits << " bits";
+  }
+}
+
+TEST(Kernels, QuantNoiseProxyDropEqualsTheTensorExpression) {
+  const int64_t block = 8, blocks = 12501, n = block * blocks;
+  auto w = weights(n, 0.25f);
+  auto drop = torch::rand({blocks}) < 0.3;
+  for (double p : {0.1, 0.3, 0.55}) {
+    auto expected = torch::where(drop.unsqueeze(1), torch::zeros({}), w.view({blocks, block}) / (1.0 - p)).view(-1);
+    auto out = torch::empty_like(w);
+    diffq::kernels::proxy_drop(w.data_ptr<float>(), drop.data_ptr<bool>(), out.data_ptr<float>(), n, block,
+                               static_cast<float>(1.0 - p));
+    EXPECT_TRUE(same_bits(out, expected)) << p;
+  }
+}
+
 TEST(Kernels, LsqForwardAndBackwardEqualTheTensorExpressions) {
   const int64_t n = 70001;
   const float step = 0.125f;

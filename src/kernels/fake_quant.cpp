@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include <ATen/Parallel.h>
@@ -35,6 +36,34 @@ DIFFQ_CLONES void uniform_range(const float* w, float* out, int64_t b, int64_t e
   }
 }
 
+// Branch-free (selected as bytes, the value computed for every weight) so
+// that the loop vectorises.
+DIFFQ_CLONES void noise_range(const float* w, const bool* selected, float* out, bool* pass, int64_t b, int64_t e,
+                              float mn, float mx, float range, float denom) {
+  const auto* sel = reinterpret_cast<const uint8_t*>(selected);
+  auto* through = reinterpret_cast<uint8_t*>(pass);
+  for (int64_t i = b; i < e; ++i) {
+    const float wi = w[i];
+    const float level = std::min(std::max(std::nearbyint((wi - mn) / range * denom), 0.0f), denom);
+    const float q = level / denom * range + mn;
+    const uint8_t s = sel[i];
+    out[i] = s != 0 ? q : wi;
+    const uint8_t inside = static_cast<uint8_t>(static_cast<uint8_t>(wi >= mn) & static_cast<uint8_t>(wi <= mx));
+    through[i] = static_cast<uint8_t>(1 - (s & (1 - inside)));
+  }
+}
+
+DIFFQ_CLONES void drop_range(const float* w, const bool* drop, float* out, int64_t b, int64_t e, int64_t block,
+                             float keep) {
+  const auto* dropped = reinterpret_cast<const uint8_t*>(drop);
+  for (int64_t i = b; i < e; ++i) out[i] = dropped[i / block] != 0 ? 0.0f : w[i] / keep;
+}
+
+DIFFQ_CLONES void masked_range(const float* grad, const bool* pass, float* out, int64_t b, int64_t e) {
+  const auto* through = reinterpret_cast<const uint8_t*>(pass);
+  for (int64_t i = b; i < e; ++i) out[i] = grad[i] * (through[i] != 0 ? 1.0f : 0.0f);
+}
+
 DIFFQ_CLONES void lsq_forward_range(const float* w, float* out, int64_t b, int64_t e, float step, float qn,
                                     float qp) {
   for (int64_t i = b; i < e; ++i) {
@@ -61,6 +90,20 @@ DIFFQ_CLONES double lsq_backward_range(const float* w, const float* grad, float*
 void uniform_fake_quant(const float* w, float* out, int64_t n, float mn, float mx, float denom) {
   const float range = mx - mn;
   for_chunks(n, [&](int64_t, int64_t b, int64_t e) { uniform_range(w, out, b, e, mn, range, denom); });
+}
+
+void noise_fake_quant(const float* w, const bool* selected, float* out, bool* pass, int64_t n, float mn, float mx,
+                      float denom) {
+  const float range = mx - mn;
+  for_chunks(n, [&](int64_t, int64_t b, int64_t e) { noise_range(w, selected, out, pass, b, e, mn, mx, range, denom); });
+}
+
+void proxy_drop(const float* w, const bool* drop, float* out, int64_t n, int64_t block, float keep) {
+  for_chunks(n, [&](int64_t, int64_t b, int64_t e) { drop_range(w, drop, out, b, e, block, keep); });
+}
+
+void masked_gradient(const float* grad, const bool* pass, float* out, int64_t n) {
+  for_chunks(n, [&](int64_t, int64_t b, int64_t e) { masked_range(grad, pass, out, b, e); });
 }
 
 void lsq_forward(const float* w, float* out, int64_t n, float step, float qn, float qp) {

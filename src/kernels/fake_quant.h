@@ -16,6 +16,21 @@ namespace kernels {
 /// (round half to even). Requires mx > mn.
 void uniform_fake_quant(const float* w, float* out, int64_t n, float mn, float mx, float denom);
 
+/// Quant-Noise's scalar noise over the affine range [mn, mx] (mx > mn),
+/// `denom` = 2^bits - 1: out[i] = clamp(round((w[i] - mn) / (mx - mn) ·
+/// denom), 0, denom) / denom · (mx - mn) + mn where selected[i], else w[i];
+/// pass[i] = !(selected[i] && !(mn <= w[i] <= mx)) (the straight-through
+/// estimator's mask: selected weights outside the range get no gradient).
+void noise_fake_quant(const float* w, const bool* selected, float* out, bool* pass, int64_t n, float mn, float mx,
+                      float denom);
+
+/// Quant-Noise's proxy drop: out[i] = 0 where drop[i / block], else
+/// w[i] / keep (inverted dropout, keep = 1 - p).
+void proxy_drop(const float* w, const bool* drop, float* out, int64_t n, int64_t block, float keep);
+
+/// out[i] = grad[i] · (pass[i] ? 1 : 0) (`out` may be `grad`).
+void masked_gradient(const float* grad, const bool* pass, float* out, int64_t n);
+
 /// LSQ forward: out[i] = clamp(round(w[i] / step), -qn, qp) · step.
 void lsq_forward(const float* w, float* out, int64_t n, float step, float qn, float qp);
 
