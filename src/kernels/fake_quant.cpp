@@ -56,7 +56,14 @@ DIFFQ_CLONES void noise_range(const float* w, const bool* selected, float* out, 
 DIFFQ_CLONES void drop_range(const float* w, const bool* drop, float* out, int64_t b, int64_t e, int64_t block,
                              float keep) {
   const auto* dropped = reinterpret_cast<const uint8_t*>(drop);
-  for (int64_t i = b; i < e; ++i) out[i] = dropped[i / block] != 0 ? 0.0f : w[i] / keep;
+  for (int64_t i = b; i < e;) {  // block by block: one division per block, not per weight
+    const int64_t k = i / block, end = std::min(e, (k + 1) * block);
+    if (dropped[k] != 0) {
+      for (; i < end; ++i) out[i] = 0.0f;
+    } else {
+      for (; i < end; ++i) out[i] = w[i] / keep;
+    }
+  }
 }
 
 DIFFQ_CLONES void masked_range(const float* grad, const bool* pass, float* out, int64_t b, int64_t e) {
