@@ -226,7 +226,8 @@ int child(const std::string& model_name, const std::string& method, int steps, i
   // DiffQ's own passes, one by one, on this model's quantized weights (the
   // step's extra work, part by part): the range (max − min), the per-group
   // factors, the noisy weights (draw + write), the backward kernel
-  // (products, group sums, the gradient), the size and its gradient.
+  // (products, group sums, the gradient), the size and its gradient, and
+  // Adam's update of the logits.
   nlohmann::json parts = nlohmann::json::object();
   if (method == "diffq" && model_name == "mlp16") {  // 16 weights of 1024 x 1024, one logits tensor each
     std::vector<torch::Tensor> ws, outs, grads, scales, slopes;
@@ -284,6 +285,14 @@ int child(const std::string& model_name, const std::string& method, int steps, i
       quantizer->model_size().backward();
       for (auto l : logits) l.mutable_grad() = torch::Tensor();
     });
+    // Adam's update of the logits (DiffQ's extra trainable parameters), on copies.
+    std::vector<torch::Tensor> copies;
+    for (const auto& l : logits) {
+      copies.push_back(l.detach().clone().requires_grad_(true));
+      copies.back().mutable_grad() = torch::randn_like(copies.back());
+    }
+    torch::optim::Adam adam(copies, torch::optim::AdamOptions(1e-3));
+    parts["adam_logits"] = median_of([&] { adam.step(); });
   }
   nlohmann::json out = {{"model", model_name},          {"method", method},
                         {"threads", threads},           {"copy_pass_s", copies[2]},
