@@ -242,10 +242,6 @@ void fused_backward(const torch::Tensor& g, const torch::Tensor& noisy, const to
                            full.data_ptr<T>(), at_low, at_high);
 }
 
-}  // namespace
-
-namespace {
-
 // g[i] += up at the maximum's indices, g[i] -= down at the minimum's: the
 // amounts rounded to the gradient's dtype first, as torch's `+=` rounds a
 // double scalar.
@@ -317,9 +313,10 @@ torch::Tensor DiffQuantizer::backward(detail::Slot& slot, const torch::Tensor& g
   if (state.range > 0) {
     const double d_range = group_total / state.range;
     const double up = d_range / static_cast<double>(at_high.size()), down = d_range / static_cast<double>(at_low.size());
-    if (full.device().is_cpu() && full.is_contiguous() && full.scalar_type() == torch::kFloat32) {
+    const bool raw = full.device().is_cpu() && full.is_contiguous();
+    if (raw && full.scalar_type() == torch::kFloat32) {
       add_at(full.data_ptr<float>(), at_high, up, at_low, down);
-    } else if (full.device().is_cpu() && full.is_contiguous() && full.scalar_type() == torch::kFloat64) {
+    } else if (raw && full.scalar_type() == torch::kFloat64) {
       add_at(full.data_ptr<double>(), at_high, up, at_low, down);
     } else {
       auto flat_g = full.view(-1);

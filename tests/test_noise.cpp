@@ -33,6 +33,12 @@ Moments moments(const std::vector<float>& x) {
   m.within_half /= x.size();
   return m;
 }
+// The CPU features the library's AVX-512 build needs (as it checks them).
+bool has_avx512() {
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("fma");
+}
+
 }  // namespace
 
 TEST(Noise, GaussianHasHalfUnitStandardDeviation) {
@@ -139,10 +145,7 @@ TEST(Noise, FloatBackwardChunkFollowsItsDefinitionInBothBuilds) {
   using Fn = int64_t (*)(const float*, const float*, const float*, float*, int64_t, int64_t, float, float, double*);
   std::vector<Fn> builds{&diffq::noise::detail::backward_chunk_generic};
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) builds.push_back(&diffq::noise::detail::backward_chunk_avx2);
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("fma")) {
-    builds.push_back(&diffq::noise::detail::backward_chunk_avx512);
-  }
+  if (has_avx512()) builds.push_back(&diffq::noise::detail::backward_chunk_avx512);
   for (int64_t group : std::vector<int64_t>{1, 3, 4, 8, 16, 32, 40, count}) {
     const int64_t groups = (count + group - 1) / group;
     std::vector<double> expected(groups);
@@ -195,10 +198,7 @@ TEST(Noise, RangeFindsTheExtremesAndReportsNaN) {
 // of the two a CPU runs), the generator for odd block counts too.
 TEST(Noise, Avx512BuildGivesTheAvx2BuildsBits) {
   namespace d = diffq::noise::detail;
-  if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("fma"))) {
-    GTEST_SKIP() << "this CPU has no AVX-512";
-  }
+  if (!has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512";
   for (Kind kind : {Kind::kGaussian, Kind::kUniform}) {
     for (int64_t blocks : {int64_t(1), int64_t(7), int64_t(1000)}) {
       std::vector<float> a(blocks * 16, -1.0f), b(blocks * 16, -2.0f);
