@@ -175,7 +175,7 @@ int child(const std::string& model_name, const std::string& method, int steps, i
     return 0;
   }
   if (quantizer) quantizer->add_to_optimizer(optimizer, 1e-3);
-  std::vector<double> times, cpu_times;
+  std::vector<double> times, cpu_times, install_times, size_times;
   for (int i = 0; i < steps + 2; ++i) {
     const double c0 = process_cpu_seconds();
     const auto t0 = std::chrono::steady_clock::now();
@@ -188,8 +188,16 @@ int child(const std::string& model_name, const std::string& method, int steps, i
       optimizer.zero_grad();  // LibTorch 1.13: fills the gradients with zeros
     }
     if (quantizer) {
+      const auto i0 = std::chrono::steady_clock::now();
       auto step = quantizer->training_step();
-      auto loss = loss_of(forward(x)) + 1.0 * quantizer->model_size();
+      const auto i1 = std::chrono::steady_clock::now();
+      auto size = quantizer->model_size();
+      const auto i2 = std::chrono::steady_clock::now();
+      if (i >= 2) {
+        install_times.push_back(std::chrono::duration<double>(i1 - i0).count());
+        size_times.push_back(std::chrono::duration<double>(i2 - i1).count());
+      }
+      auto loss = loss_of(forward(x)) + 1.0 * size;
       loss.backward();
       step.finish();
     } else {
@@ -204,6 +212,15 @@ int child(const std::string& model_name, const std::string& method, int steps, i
   }
   std::sort(times.begin(), times.end());
   std::sort(cpu_times.begin(), cpu_times.end());
+  // Inside the timed steps: the quantizer's training_step() (the data it
+  // installs: DiffQ's range, factors and noisy weights) and model_size().
+  nlohmann::json in_step = nlohmann::json::object();
+  if (!install_times.empty()) {
+    std::sort(install_times.begin(), install_times.end());
+    std::sort(size_times.begin(), size_times.end());
+    in_step["training_step"] = install_times[install_times.size() / 2];
+    in_step["model_size"] = size_times[size_times.size() / 2];
+  }
   const long peak_training = peak_rss_kib();  // before the floor's buffers below
   const int64_t peak_tensors = counting.peak_bytes();
   // The floor's ingredients, on this model's weights: one read+write pass
@@ -261,8 +278,10 @@ int child(const std::string& model_name, const std::string& method, int steps, i
     parts["group_factors"] = median_of([&] {
       for (size_t i = 0; i < ws.size(); ++i) {
         auto l = logits[i].detach().contiguous();
+        double bits_total = 0;
+        float bits_top = 0;
         diffq::noise::group_factors(l.data_ptr<float>(), l.numel(), 9.0f, 1.4f, 0.1f, scales[i].data_ptr<float>(),
-                                    slopes[i].data_ptr<float>());
+                                    slopes[i].data_ptr<float>(), 2.0f, 13.0f, &bits_total, &bits_top);
       }
     });
     parts["noise_write"] = median_of([&] {
@@ -305,6 +324,7 @@ int child(const std::string& model_name, const std::string& method, int steps, i
                         {"tensor_bytes_after_model", tensors_model},
                         {"grads", grads},
                         {"diffq_parts_s", parts},
+                        {"in_step_s", in_step},
                         {"allocator", diffq::allocator_info().name}};
   std::cout << out.dump() << std::endl;
   return 0;

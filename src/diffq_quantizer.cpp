@@ -138,28 +138,53 @@ bool DiffQuantizer::fused_groups(const detail::Slot& slot) const {
 
 namespace {
 
-// Σ_g b_g over one tensor's float logits on the CPU (bits parametrisation),
-// one pass forward and one backward; `max` receives max_g b_g.
-struct BitsSum : torch::autograd::Function<BitsSum> {
-  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& logits, double min_bits,
-                               double span, double* max) {
-    auto l = logits.contiguous();
-    double sum = 0;
-    float top = 0;
-    noise::bits_sum(l.data_ptr<float>(), l.numel(), static_cast<float>(min_bits), static_cast<float>(span), &sum,
-                    &top);
-    *max = top;
-    ctx->save_for_backward({logits});
+// The size in bits of every quantized tensor, one autograd node for all
+// (float logits on the CPU, bits parametrisation): Σ_t [g_t (Σ_g b_g + e n_t)
+// + 72 + w_t n_t], with w_t the bits of the stored bit-widths, added in
+// tensor order in double (the operations, in the order, of one scalar
+// tensor expression per tensor). The backward: d/d l_g = G g_t span σ(1−σ).
+struct SizeTerm {
+  double group_extent;  // g_t
+  double extra;         // e n_t
+  double numel;         // n_t
+  double total;         // Σ_g b_g
+  float top;            // max_g b_g
+};
+
+struct SizeBits : torch::autograd::Function<SizeBits> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::TensorList& logits,
+                               const std::vector<SizeTerm>* terms, double min_bits, double span, double extra_bits) {
+    double total = 0;
+    std::vector<double> extents;
+    for (size_t t = 0; t < terms->size(); ++t) {
+      const auto& term = (*terms)[t];
+      const double max_b = std::round(term.top + extra_bits);
+      const double bits_bits = std::ceil(std::log2(1.0 + std::max(0.0, max_b - min_bits)));
+      const double tensor_bits = term.group_extent * (term.total + term.extra) + 64.0 + 8.0 + bits_bits * term.numel;
+      total = t == 0 ? tensor_bits : total + tensor_bits;
+      extents.push_back(term.group_extent);
+    }
+    ctx->save_for_backward(logits.vec());
+    ctx->saved_data["extents"] = extents;
     ctx->saved_data["span"] = span;
-    return torch::scalar_tensor(sum, torch::kFloat64);
+    return torch::scalar_tensor(total, torch::kFloat64);
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    auto l = ctx->get_saved_variables()[0].contiguous();
-    const double coefficient = grads[0].item<double>() * ctx->saved_data["span"].toDouble();
-    auto out = torch::empty_like(l, torch::MemoryFormat::Contiguous);
-    noise::bits_sum_grad(l.data_ptr<float>(), l.numel(), static_cast<float>(coefficient), out.data_ptr<float>());
-    return {out, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    const auto saved = ctx->get_saved_variables();
+    const auto extents = ctx->saved_data["extents"].toDoubleVector();
+    const double span = ctx->saved_data["span"].toDouble();
+    const double upstream = grads[0].item<double>();
+    torch::autograd::variable_list out;
+    for (size_t t = 0; t < saved.size(); ++t) {
+      auto l = saved[t].contiguous();
+      const double coefficient = upstream * extents[t] * span;
+      auto g = torch::empty_like(l, torch::MemoryFormat::Contiguous);
+      noise::bits_sum_grad(l.data_ptr<float>(), l.numel(), static_cast<float>(coefficient), g.data_ptr<float>());
+      out.push_back(g);
+    }
+    out.resize(saved.size() + 4);  // the four arguments after the logits
+    return out;
   }
 };
 
@@ -177,7 +202,14 @@ torch::Tensor DiffQuantizer::training_data(detail::Slot& slot) {
   const auto w = slot.latent.contiguous();
   if (fused(w) && w.scalar_type() == torch::kFloat32 && w.numel() > 0) {
     float low, high;
-    noise::range(w.data_ptr<float>(), w.numel(), &low, &high);
+    if (next_range_.slot == &slot && next_range_.step == steps() && next_range_.data == w.data_ptr() &&
+        next_range_.version == slot.tensor._version()) {
+      low = next_range_.low;  // taken during the previous tensor's noise pass
+      high = next_range_.high;
+    } else {
+      noise::range(w.data_ptr<float>(), w.numel(), &low, &high);
+    }
+    next_range_.slot = nullptr;
     state.low = low;
     state.high = high;
   } else {
@@ -201,7 +233,11 @@ torch::Tensor DiffQuantizer::training_data(detail::Slot& slot) {
     const double ln2 = std::log(2.0);
     noise::group_factors(logits.data_ptr<float>(), groups, static_cast<float>((o.max_bits() - o.min_bits()) * ln2),
                          static_cast<float>(o.min_bits() * ln2), static_cast<float>(state.range), scale.data_ptr<float>(),
-                         state.log_slope.data_ptr<float>());
+                         state.log_slope.data_ptr<float>(), static_cast<float>(o.min_bits()),
+                         static_cast<float>(o.max_bits() - o.min_bits()), &state.bits_total, &state.bits_top);
+    state.bits_step = steps();
+    state.bits_data = slot.own.data_ptr();
+    state.bits_version = slot.own._version();
   } else {
     auto factors = group_factors(slot.own.detach());
     state.log_slope = factors.log_slope;
@@ -211,7 +247,25 @@ torch::Tensor DiffQuantizer::training_data(detail::Slot& slot) {
     state.key = noise::mix_key(options_.seed(), static_cast<uint64_t>(steps()), index);
     auto out = new_buffer(w);
     const int64_t gs = options_.group_size();  // 0: one group (the kernels' convention)
-    if (w.scalar_type() == torch::kFloat32) {
+    // The next tensor's range along this pass, when its kernels will want it.
+    const detail::Slot* next = next_training_slot();
+    torch::Tensor next_w;
+    if (next != nullptr) next_w = next->tensor.variable_data();
+    const bool along = next_w.defined() && next_w.device().is_cpu() && next_w.scalar_type() == torch::kFloat32 &&
+                       next_w.is_contiguous() && next_w.numel() > 0;
+    if (along) {
+      float next_low, next_high;
+      if (w.scalar_type() == torch::kFloat32) {
+        noise::add_noise_and_range<float>(w.data_ptr<float>(), out.data_ptr<float>(), w.numel(), gs,
+                                          scale.data_ptr<float>(), state.key, kind_of(options_.noise()),
+                                          next_w.data_ptr<float>(), next_w.numel(), &next_low, &next_high);
+      } else {
+        noise::add_noise_and_range<double>(w.data_ptr<double>(), out.data_ptr<double>(), w.numel(), gs,
+                                           scale.data_ptr<double>(), state.key, kind_of(options_.noise()),
+                                           next_w.data_ptr<float>(), next_w.numel(), &next_low, &next_high);
+      }
+      next_range_ = {next, steps(), next_w.data_ptr(), next->tensor._version(), next_low, next_high};
+    } else if (w.scalar_type() == torch::kFloat32) {
       noise::add_noise<float>(w.data_ptr<float>(), out.data_ptr<float>(), w.numel(), gs,
                               scale.data_ptr<float>(), state.key, kind_of(options_.noise()));
     } else {
@@ -435,32 +489,50 @@ TensorRecord DiffQuantizer::quantized_record(const detail::Slot& slot) const {
   return record;
 }
 
+void DiffQuantizer::bits_total(const detail::Slot& slot, double* total, float* top) const {
+  const auto& state = noise_[index_of(slot)];
+  if (in_training_step() && state.bits_step == steps() && state.bits_data == slot.own.data_ptr() &&
+      state.bits_version == slot.own._version()) {
+    *total = state.bits_total;
+    *top = state.bits_top;
+    return;
+  }
+  const auto l = slot.own.detach().contiguous();
+  noise::bits_sum(l.data_ptr<float>(), l.numel(), static_cast<float>(options_.min_bits()),
+                  static_cast<float>(options_.max_bits() - options_.min_bits()), total, top);
+}
+
 torch::Tensor DiffQuantizer::model_size() const {
   if (frozen_) return torch::full({}, true_model_size(), torch::kFloat64);
   const auto& o = options_;
+  const bool one_node = !slots_.empty() && std::all_of(slots_.begin(), slots_.end(), [&](const detail::Slot& slot) {
+    return fused_groups(slot);
+  });
   torch::Tensor total = torch::zeros({}, torch::kFloat64);
-  bool first = true;
-  for (const auto& slot : slots_) {
-    const double g_eff = static_cast<double>(extent_of(slot));
-    torch::Tensor bits_sum;
-    double max_b;
-    if (fused_groups(slot)) {
-      double top = 0;
-      bits_sum = BitsSum::apply(slot.own, o.min_bits(), o.max_bits() - o.min_bits(), &top);
-      bits_sum = bits_sum + o.extra_bits() * static_cast<double>(slot.own.numel());
-      max_b = std::round(top + o.extra_bits());
-    } else {
-      auto b = bits_of(slot).to(torch::kFloat64) + o.extra_bits();
-      max_b = std::round(b.max().item<double>());
-      bits_sum = b.sum();
+  if (one_node) {
+    std::vector<SizeTerm> terms;
+    std::vector<torch::Tensor> logits;
+    for (const auto& slot : slots_) {
+      SizeTerm term{};
+      term.group_extent = static_cast<double>(extent_of(slot));
+      term.numel = static_cast<double>(slot.own.numel());
+      term.extra = o.extra_bits() * term.numel;
+      bits_total(slot, &term.total, &term.top);
+      terms.push_back(term);
+      logits.push_back(slot.own);
     }
-    const double bits_bits = std::ceil(std::log2(1.0 + std::max(0.0, max_b - o.min_bits())));
-    auto slot_bits = g_eff * bits_sum + 64.0 + 8.0 + bits_bits * static_cast<double>(slot.own.numel());
-    if (first) {
-      total = slot_bits.to(torch::kCPU);
+    total = SizeBits::apply(torch::TensorList(logits), &terms, o.min_bits(), o.max_bits() - o.min_bits(),
+                            o.extra_bits());
+  } else {
+    bool first = true;
+    for (const auto& slot : slots_) {
+      const double g_eff = static_cast<double>(extent_of(slot));
+      auto b = bits_of(slot).to(torch::kFloat64) + o.extra_bits();
+      const double max_b = std::round(b.max().item<double>());
+      const double bits_bits = std::ceil(std::log2(1.0 + std::max(0.0, max_b - o.min_bits())));
+      auto slot_bits = g_eff * b.sum() + 64.0 + 8.0 + bits_bits * static_cast<double>(slot.own.numel());
+      total = first ? slot_bits.to(torch::kCPU) : total + slot_bits.to(torch::kCPU);
       first = false;
-    } else {
-      total = total + slot_bits.to(torch::kCPU);
     }
   }
   return (total + leftover_bits()) / (8.0 * 1048576.0);

@@ -170,13 +170,19 @@ TrainingStep Quantizer::training_step() {
   // Tied tensors without detection: one occurrence drives each step, in turn.
   std::vector<std::vector<size_t>> members(slots_.size());
   for (size_t i = 0; i < slots_.size(); ++i) members[slots_[i].storage_index].push_back(i);
+  std::vector<size_t> order;  // the active slot of each tensor, in slot order
+  for (size_t s = 0; s < slots_.size(); ++s) {
+    if (members[s].empty()) continue;
+    const size_t active = members[s][static_cast<size_t>(steps_) % members[s].size()];
+    active_slot_[s] = active;
+    order.push_back(active);
+  }
   std::vector<size_t> installed;
   try {
     torch::NoGradGuard no_grad;
-    for (size_t s = 0; s < slots_.size(); ++s) {
-      if (members[s].empty()) continue;
-      const size_t active = members[s][static_cast<size_t>(steps_) % members[s].size()];
-      active_slot_[s] = active;
+    for (size_t k = 0; k < order.size(); ++k) {
+      const size_t active = order[k];
+      next_training_slot_ = k + 1 < order.size() ? &slots_[order[k + 1]] : nullptr;
       auto& slot = slots_[active];
       slot.received_gradient = false;
       slot.latent = slot.tensor.variable_data();
@@ -191,10 +197,12 @@ TrainingStep Quantizer::training_step() {
       installed.push_back(active);
     }
   } catch (...) {
+    next_training_slot_ = nullptr;
     for (size_t index : installed) put_back(slots_[index]);
     for (auto& slot : slots_) slot.latent = torch::Tensor();
     throw;
   }
+  next_training_slot_ = nullptr;
   mode_ = Mode::kTraining;
   return TrainingStep(this);
 }

@@ -144,6 +144,7 @@ TEST(Kernels, ResultsDoNotDependOnTheThreadCount) {
   const auto logits = torch::linspace(-8, 8, 100003);
   std::vector<std::vector<int64_t>> ties_at_low;
   std::vector<std::vector<bool>> masks;
+  std::vector<torch::Tensor> factors;
   std::vector<double> group_sums(100003);
   for (size_t k = 0; k < group_sums.size(); ++k) group_sums[k] = std::sin(0.7 * static_cast<double>(k)) * 1e3;
   for (int threads : {1, 2, 3}) {
@@ -169,6 +170,16 @@ TEST(Kernels, ResultsDoNotDependOnTheThreadCount) {
     double bits_total = 0;
     float bits_max = 0, low = 0, high = 0;
     diffq::noise::bits_sum(logits.data_ptr<float>(), logits.numel(), 2.0f, 13.0f, &bits_total, &bits_max);
+    // The factors' pass: its scales, and the bits sum's bits along the way.
+    double factors_total = 0;
+    float factors_max = 0;
+    auto factor_scale = torch::empty_like(logits), factor_slope = torch::empty_like(logits);
+    diffq::noise::group_factors(logits.data_ptr<float>(), logits.numel(), 9.0f, 1.4f, 0.1f,
+                                factor_scale.data_ptr<float>(), factor_slope.data_ptr<float>(), 2.0f, 13.0f,
+                                &factors_total, &factors_max);
+    EXPECT_EQ(factors_total, bits_total) << threads << " threads";
+    EXPECT_EQ(factors_max, bits_max) << threads << " threads";
+    factors.push_back(torch::cat({factor_scale, factor_slope}));
     diffq::noise::range(w.data_ptr<float>(), n, &low, &high);
     // The logits' gradient from group sums (added to what it holds), over
     // several stretches of groups.
@@ -195,6 +206,7 @@ TEST(Kernels, ResultsDoNotDependOnTheThreadCount) {
     EXPECT_EQ(group_results[i], group_results[0]);
     EXPECT_EQ(ties_at_low[i], ties_at_low[0]);
     EXPECT_EQ(masks[i], masks[0]);
+    EXPECT_TRUE(same_bits(factors[i], factors[0]));
   }
   EXPECT_GT(ties_at_low[0].size(), 100u);  // -1 is one of the tie values
   for (size_t i = 2; i < group0.size(); ++i) {

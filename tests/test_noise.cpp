@@ -193,6 +193,45 @@ TEST(Noise, RangeFindsTheExtremesAndReportsNaN) {
   EXPECT_EQ(low, -INFINITY);
 }
 
+// The next tensor's range taken along a noise pass: the noisy weights are
+// add_noise()'s, bit for bit, and the range is range()'s, for next tensors
+// shorter and longer than the pass, with the extremes anywhere, with NaN,
+// for group sizes that make chunks independent and ones that do not.
+TEST(Noise, RangeAlongTheNoisePassEqualsTheRange) {
+  for (int64_t n : {int64_t(17), int64_t(4096 * 5 + 33)}) {
+    std::vector<float> w(n), scale(n), alone(n), along(n);
+    for (int64_t i = 0; i < n; ++i) {
+      w[i] = static_cast<float>(std::cos(0.01 * i));
+      scale[i] = 1e-3f * static_cast<float>(1 + i % 7);
+    }
+    for (int64_t next_n : {int64_t(1), int64_t(3), int64_t(4096 * 9 + 5)}) {
+      std::vector<float> next(next_n);
+      for (int64_t i = 0; i < next_n; ++i) next[i] = static_cast<float>(std::sin(0.003 * i));
+      for (int64_t at : {int64_t(0), next_n / 2, next_n - 1}) {
+        auto v = next;
+        v[at] = -5.0f;
+        v[(at + 7) % next_n] = next_n > 1 ? 6.0f : -5.0f;
+        for (int64_t group : {int64_t(0), int64_t(16), int64_t(5)}) {
+          add_noise<float>(w.data(), alone.data(), n, group, scale.data(), 99, Kind::kGaussian);
+          float low = 0, high = 0, expected_low = 0, expected_high = 0;
+          add_noise_and_range<float>(w.data(), along.data(), n, group, scale.data(), 99, Kind::kGaussian, v.data(),
+                                     next_n, &low, &high);
+          range(v.data(), next_n, &expected_low, &expected_high);
+          EXPECT_EQ(0, std::memcmp(alone.data(), along.data(), sizeof(float) * n)) << n << " " << group;
+          EXPECT_EQ(low, expected_low) << n << " " << next_n << " " << at << " " << group;
+          EXPECT_EQ(high, expected_high) << n << " " << next_n << " " << at << " " << group;
+          EXPECT_EQ(low, -5.0f);
+          auto with_nan = v;
+          with_nan[at] = std::nanf("");
+          add_noise_and_range<float>(w.data(), along.data(), n, group, scale.data(), 99, Kind::kGaussian,
+                                     with_nan.data(), next_n, &low, &high);
+          EXPECT_TRUE(std::isnan(low) && std::isnan(high)) << n << " " << next_n << " " << at << " " << group;
+        }
+      }
+    }
+  }
+}
+
 // The AVX-512 build is the AVX2 build's source on wider vectors: every
 // kernel must give the same bits (training results do not depend on which
 // of the two a CPU runs), the generator for odd block counts too.
@@ -216,8 +255,12 @@ TEST(Noise, Avx512BuildGivesTheAvx2BuildsBits) {
     grad[i] = static_cast<float>(std::sin(0.1 * i));
   }
   std::vector<float> scale_a(n), scale_b(n), slope_a(n), slope_b(n), grad_a(n), grad_b(n);
-  d::group_factors_avx2(logits.data(), n, 13 * 0.6931f, 2 * 0.6931f, 1.7f, scale_a.data(), slope_a.data());
-  d::group_factors_avx512(logits.data(), n, 13 * 0.6931f, 2 * 0.6931f, 1.7f, scale_b.data(), slope_b.data());
+  double factors_sum_a = 0, factors_sum_b = 0;
+  float factors_max_a = 0, factors_max_b = 0;
+  d::group_factors_avx2(logits.data(), n, 13 * 0.6931f, 2 * 0.6931f, 1.7f, scale_a.data(), slope_a.data(), 2.0f, 13.0f,
+                        &factors_sum_a, &factors_max_a);
+  d::group_factors_avx512(logits.data(), n, 13 * 0.6931f, 2 * 0.6931f, 1.7f, scale_b.data(), slope_b.data(), 2.0f,
+                          13.0f, &factors_sum_b, &factors_max_b);
   EXPECT_EQ(scale_a, scale_b);
   EXPECT_EQ(slope_a, slope_b);
   double sum_a = 0, sum_b = 0;
@@ -226,6 +269,11 @@ TEST(Noise, Avx512BuildGivesTheAvx2BuildsBits) {
   d::bits_sum_avx512(logits.data(), n, 2.0f, 13.0f, &sum_b, &max_b);
   EXPECT_EQ(sum_a, sum_b);
   EXPECT_EQ(max_a, max_b);
+  // The factors' pass gives the bits sum's bits.
+  EXPECT_EQ(factors_sum_a, sum_a);
+  EXPECT_EQ(factors_max_a, max_a);
+  EXPECT_EQ(factors_sum_b, sum_b);
+  EXPECT_EQ(factors_max_b, max_b);
   d::bits_sum_grad_avx2(logits.data(), n, 0.3f, grad_a.data());
   d::bits_sum_grad_avx512(logits.data(), n, 0.3f, grad_b.data());
   EXPECT_EQ(grad_a, grad_b);

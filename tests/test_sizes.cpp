@@ -94,3 +94,54 @@ TEST(Sizes, ExcludeGlobsMatchFullAndBareNames) {
   EXPECT_EQ(q.quantized_names(), std::vector<std::string>({"1.weight"}));
   EXPECT_EQ(q.float_names().size(), 5u);
 }
+
+// Inside a training step the estimate reuses the bits sums of the pass that
+// computed the step's noise scales (one autograd node for all tensors):
+// the same value and gradient, bit for bit, as the estimate outside a step;
+// logits edited during the step are seen; and it agrees with the tensor
+// path (float64 logits) to float rounding.
+TEST(Sizes, EstimateInAStepEqualsTheEstimateOutside) {
+  torch::manual_seed(3);
+  torch::nn::Sequential model(torch::nn::Linear(64, 48), torch::nn::ReLU(), torch::nn::Linear(48, 40));
+  DiscoveryOptions every;
+  every.min_size(0).exclude({"*bias"});
+  DiffQuantizer q(model, DiffQOptions().group_size(8).extra_bits(1).discovery(every));
+  const auto logits = q.parameters();
+  ASSERT_EQ(logits.size(), 2u);
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& l : logits) l.copy_(torch::randn_like(l).mul_(3));
+  }
+  auto grads_of = [&](const torch::Tensor& size) {
+    for (const auto& l : logits) l.mutable_grad() = torch::Tensor();
+    (2.5 * size).backward();
+    std::vector<torch::Tensor> out;
+    for (const auto& l : logits) out.push_back(l.grad().clone());
+    return out;
+  };
+  const auto outside = q.model_size();
+  const auto outside_grads = grads_of(outside);
+  auto step = q.training_step();
+  const auto inside = q.model_size();
+  EXPECT_EQ(inside.item<double>(), outside.item<double>());
+  const auto inside_grads = grads_of(inside);
+  for (size_t t = 0; t < logits.size(); ++t) EXPECT_TRUE(torch::equal(inside_grads[t], outside_grads[t]));
+  // An edit during the step (the logits' version moves on): not the step's sums.
+  {
+    torch::NoGradGuard no_grad;
+    logits[1].add_(0.75);
+  }
+  const double edited = q.model_size().item<double>();
+  EXPECT_GT(edited, inside.item<double>());
+  step.finish();
+  EXPECT_EQ(edited, q.model_size().item<double>());
+  // The tensor path (float64 logits, one scalar expression per tensor).
+  torch::nn::Sequential twin(torch::nn::Linear(64, 48), torch::nn::ReLU(), torch::nn::Linear(48, 40));
+  twin->to(torch::kFloat64);
+  DiffQuantizer q64(twin, DiffQOptions().group_size(8).extra_bits(1).discovery(every));
+  {
+    torch::NoGradGuard no_grad;
+    for (size_t t = 0; t < logits.size(); ++t) q64.parameters()[t].copy_(logits[t]);
+  }
+  EXPECT_NEAR(q64.model_size().item<double>(), edited, 1e-7 * edited);  // float32 against float64 bits
+}

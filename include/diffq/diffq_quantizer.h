@@ -150,11 +150,34 @@ class DiffQuantizer : public Quantizer {
     /// This step's d ln s / d l per group, in the logits' dtype and device
     /// (computed once in the forward, read by the backward).
     torch::Tensor log_slope;
+    /// Σ_g b_g and max_g b_g of the logits, from the pass that computed this
+    /// step's noise scales (float logits on the CPU), for `model_size()`:
+    /// valid during step `bits_step` while the logits keep their data and
+    /// version.
+    double bits_total = 0;
+    float bits_top = 0;
+    int64_t bits_step = -1;
+    const void* bits_data = nullptr;
+    uint32_t bits_version = 0;
   };
+  /// Σ_g b_g and max_g b_g of a slot's float CPU logits: this step's cached
+  /// values when still valid, else one pass over them.
+  void bits_total(const detail::Slot& slot, double* total, float* top) const;
   /// True quantized values of `w` (the slot's latent or current data).
   torch::Tensor quantize(const detail::Slot& slot, const torch::Tensor& w) const;
+  /// The range of the next tensor of a step, taken during the noise pass
+  /// before it: valid for `slot` in step `step` while its float data is the
+  /// same storage and its parameter keeps its version.
+  struct NextRange {
+    const detail::Slot* slot = nullptr;
+    int64_t step = -1;
+    const void* data = nullptr;
+    uint32_t version = 0;
+    float low = 0, high = 0;
+  };
   DiffQOptions options_;
   std::vector<NoiseState> noise_;
+  NextRange next_range_;
   bool frozen_ = false;
 };
 

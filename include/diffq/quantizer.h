@@ -259,6 +259,11 @@ class Quantizer {
   /// Bits of the float leftovers (float16/float32). Detected aliases are
   /// not leftovers of their own, so a tied tensor counts once.
   double leftover_bits() const;
+  /// True between `training_step()` and the step's `finish()`.
+  bool in_training_step() const { return mode_ == Mode::kTraining; }
+  /// While `training_data()` runs: the slot whose `training_data()` comes
+  /// next in this step (its weights are still its float data), or null.
+  const detail::Slot* next_training_slot() const { return next_training_slot_; }
 
   std::vector<detail::Slot> slots_;
   std::vector<detail::Leftover> leftovers_;
@@ -280,6 +285,7 @@ class Quantizer {
 
   enum class Mode { kIdle, kTraining, kEvaluation };
   Mode mode_ = Mode::kIdle;
+  const detail::Slot* next_training_slot_ = nullptr;
   /// Per tensor (storage_index): the slot active in this step.
   std::vector<size_t> active_slot_;
   /// Hook handles, per storage_index (only first slots have one).

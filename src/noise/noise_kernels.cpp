@@ -18,7 +18,7 @@ struct Kernels {
   detail::BlockFn blocks;
   detail::BackwardChunkFn backward_chunk;
   void (*range)(const float*, int64_t, float*, float*);
-  void (*factors)(const float*, int64_t, float, float, float, float*, float*);
+  void (*factors)(const float*, int64_t, float, float, float, float*, float*, float, float, double*, float*);
   void (*bits_sum)(const float*, int64_t, float, float, double*, float*);
   void (*bits_sum_grad)(const float*, int64_t, float, float*);
 };
@@ -47,33 +47,47 @@ constexpr int64_t kGroupStretch = 1 << 14;  // groups per task
 
 }  // namespace
 
-void group_factors(const float* logits, int64_t n, float a, float c, float range, float* scale, float* log_slope) {
-  const auto fn = kernels().factors;
-  at::parallel_for(0, n, kGroupStretch, [&](int64_t g0, int64_t g1) {
-    fn(logits + g0, g1 - g0, a, c, range, scale + g0, log_slope + g0);
-  });
-}
+namespace {
 
-void bits_sum(const float* logits, int64_t n, float min_bits, float span, double* sum, float* max) {
-  const auto fn = kernels().bits_sum;
+// Runs fn(start, count, &sum, &max) over fixed stretches of [0, n) on the
+// intra-op threads and combines the stretches in order: the same total and
+// maximum for any thread count.
+template <typename F>
+void over_stretches(int64_t n, double* sum, float* max, F&& fn) {
   const int64_t stretches = std::max<int64_t>(1, (n + kGroupStretch - 1) / kGroupStretch);
   std::vector<double> sums(static_cast<size_t>(stretches), 0.0);
   std::vector<float> maxes(static_cast<size_t>(stretches), -1.0f);
   at::parallel_for(0, stretches, 1, [&](int64_t s0, int64_t s1) {
     for (int64_t s = s0; s < s1; ++s) {
       const int64_t start = s * kGroupStretch;
-      fn(logits + start, std::min(kGroupStretch, n - start), min_bits, span, &sums[static_cast<size_t>(s)],
-         &maxes[static_cast<size_t>(s)]);
+      fn(start, std::min(kGroupStretch, n - start), &sums[static_cast<size_t>(s)], &maxes[static_cast<size_t>(s)]);
     }
   });
   double total = 0;
   float top = maxes[0];
-  for (size_t s = 0; s < sums.size(); ++s) {  // in order: the same sum for any thread count
+  for (size_t s = 0; s < sums.size(); ++s) {
     total += sums[s];
     top = std::max(top, maxes[s]);
   }
   *sum = total;
   *max = top;
+}
+
+}  // namespace
+
+void group_factors(const float* logits, int64_t n, float a, float c, float range, float* scale, float* log_slope,
+                   float min_bits, float span, double* sum, float* max) {
+  const auto fn = kernels().factors;
+  over_stretches(n, sum, max, [&](int64_t start, int64_t count, double* s, float* m) {
+    fn(logits + start, count, a, c, range, scale + start, log_slope + start, min_bits, span, s, m);
+  });
+}
+
+void bits_sum(const float* logits, int64_t n, float min_bits, float span, double* sum, float* max) {
+  const auto fn = kernels().bits_sum;
+  over_stretches(n, sum, max, [&](int64_t start, int64_t count, double* s, float* m) {
+    fn(logits + start, count, min_bits, span, s, m);
+  });
 }
 
 void bits_sum_grad(const float* logits, int64_t n, float coefficient, float* grad) {
@@ -215,12 +229,68 @@ inline void prefetch_lines(const void* p, int64_t bytes) {
 
 }  // namespace
 
-// The generator is compute-bound: while it runs, the weights each chunk
-// reads and the noisy weights it writes are prefetched, so that the
+namespace {
+
+// The range of the next tensor to be noised, gathered during a noise pass:
+// chunk c of the pass owns the c-th share of `next`, prefetches it piece by
+// piece while its noise is drawn and takes its range once the chunk is
+// written, from the caches.
+struct RangeAlong {
+  const float* next = nullptr;
+  int64_t n = 0, share = 0;
+  std::vector<float> lows, highs;
+  std::vector<char> seen;
+
+  RangeAlong(const float* next_values, int64_t next_n, int64_t chunks)
+      : next(next_values), n(next_n), share(chunks > 0 ? (next_n + chunks - 1) / chunks : next_n) {
+    lows.resize(static_cast<size_t>(chunks));
+    highs.resize(static_cast<size_t>(chunks));
+    seen.assign(static_cast<size_t>(chunks), 0);
+  }
+  // [begin, end) of chunk c's share.
+  int64_t begin(int64_t c) const { return std::min(n, c * share); }
+  int64_t end(int64_t c) const { return std::min(n, (c + 1) * share); }
+  // While piece [start, start + count) of chunk c (of `chunk_count` values) is
+  // drawn: the proportional part of the chunk's share.
+  void prefetch(int64_t c, int64_t offset, int64_t count, int64_t chunk_count) const {
+    const int64_t b = begin(c), len = end(c) - b;
+    if (len <= 0 || chunk_count <= 0) return;
+    const int64_t from = b + len * offset / chunk_count, to = b + len * (offset + count) / chunk_count;
+    if (to > from) prefetch_lines<0>(next + from, (to - from) * static_cast<int64_t>(sizeof(float)));
+  }
+  void take(int64_t c) {
+    const int64_t b = begin(c), e = end(c);
+    if (e <= b) return;
+    kernels().range(next + b, e - b, &lows[static_cast<size_t>(c)], &highs[static_cast<size_t>(c)]);
+    seen[static_cast<size_t>(c)] = 1;
+  }
+  // As range() combines its stretches: NaN wins.
+  void result(float* low, float* high) const {
+    bool any = false;
+    float lo = 0, hi = 0;
+    for (size_t c = 0; c < seen.size(); ++c) {
+      if (!seen[c]) continue;
+      if (!any) {
+        lo = lows[c];
+        hi = highs[c];
+        any = true;
+        continue;
+      }
+      lo = std::isnan(lo) || std::isnan(lows[c]) ? NAN : std::min(lo, lows[c]);
+      hi = std::isnan(hi) || std::isnan(highs[c]) ? NAN : std::max(hi, highs[c]);
+    }
+    *low = lo;
+    *high = hi;
+  }
+};
+
+// The noise pass, with the next tensor's range along the way when `along`
+// is given. The generator is compute-bound: while it runs, the weights each
+// chunk reads and the noisy weights it writes are prefetched, so that the
 // chunk's memory traffic overlaps arithmetic.
 template <typename T>
-void add_noise(const T* w, T* out, int64_t n, int64_t group_size, const T* scale, uint64_t key,
-               Kind kind) {
+void noise_pass(const T* w, T* out, int64_t n, int64_t group_size, const T* scale, uint64_t key, Kind kind,
+                RangeAlong* along) {
   for_each_chunk(n, group_size, key, kind, [&](int64_t start, int64_t count, const float* eps) {
     const T* wc = w + start;
     T* oc = out + start;
@@ -244,10 +314,36 @@ void add_noise(const T* w, T* out, int64_t n, int64_t group_size, const T* scale
         }
       }
     }
+    if (along != nullptr) along->take(start / kChunk);
   }, [&](int64_t start, int64_t count) {  // a piece of a chunk, just generated
     prefetch_lines<0>(w + start, count * static_cast<int64_t>(sizeof(T)));
     prefetch_lines<1>(out + start, count * static_cast<int64_t>(sizeof(T)));
+    if (along != nullptr) {
+      const int64_t c = start / kChunk;
+      along->prefetch(c, start - c * kChunk, count, std::min(kChunk, n - c * kChunk));
+    }
   });
+}
+
+}  // namespace
+
+template <typename T>
+void add_noise(const T* w, T* out, int64_t n, int64_t group_size, const T* scale, uint64_t key,
+               Kind kind) {
+  noise_pass(w, out, n, group_size, scale, key, kind, nullptr);
+}
+
+template <typename T>
+void add_noise_and_range(const T* w, T* out, int64_t n, int64_t group_size, const T* scale, uint64_t key, Kind kind,
+                         const float* next, int64_t next_n, float* low, float* high) {
+  if (n <= 0) {  // no pass to ride on
+    range(next, next_n, low, high);
+    add_noise(w, out, n, group_size, scale, key, kind);
+    return;
+  }
+  RangeAlong along(next, next_n, (n + kChunk - 1) / kChunk);
+  noise_pass(w, out, n, group_size, scale, key, kind, &along);
+  along.result(low, high);
 }
 
 namespace {
@@ -326,6 +422,10 @@ void noise_backward<float>(const float* grad, const float* noisy, const float* w
 
 template void add_noise<float>(const float*, float*, int64_t, int64_t, const float*, uint64_t, Kind);
 template void add_noise<double>(const double*, double*, int64_t, int64_t, const double*, uint64_t, Kind);
+template void add_noise_and_range<float>(const float*, float*, int64_t, int64_t, const float*, uint64_t, Kind,
+                                         const float*, int64_t, float*, float*);
+template void add_noise_and_range<double>(const double*, double*, int64_t, int64_t, const double*, uint64_t, Kind,
+                                          const float*, int64_t, float*, float*);
 template void noise_backward<double>(const double*, const double*, const double*, int64_t, int64_t, double,
                                      double, double*, double*, std::vector<int64_t>&, std::vector<int64_t>&);
 

@@ -26,6 +26,12 @@ template <typename T>
 void add_noise(const T* w, T* out, int64_t n, int64_t group_size, const T* scale, uint64_t key,
                Kind kind);
 
+/// add_noise(), and in the same pass *low, *high = range(next, next_n) (next_n
+/// > 0): the next tensor's reads overlap this one's draw.
+template <typename T>
+void add_noise_and_range(const T* w, T* out, int64_t n, int64_t group_size, const T* scale, uint64_t key, Kind kind,
+                         const float* next, int64_t next_n, float* low, float* high);
+
 /// The backward pass of the noisy weights, one pass over the data:
 /// sums[g] = Σ_{i in group g} grad[i] · (noisy[i] - w[i]) (accumulated in
 /// double; the noise is recovered from the installed weights, not drawn
@@ -51,9 +57,12 @@ void range(const float* w, int64_t n, float* low, float* high);
 /// result for any thread count).
 ///
 /// scale[g] = s_g · range and log_slope[g] = d ln s_g / d l_g, with
-/// a = span·ln 2 and c = min_bits·ln 2.
-void group_factors(const float* logits, int64_t n, float a, float c, float range, float* scale, float* log_slope);
-/// *sum = Σ_g b_g (in double) and *max = max_g b_g.
+/// a = span·ln 2 and c = min_bits·ln 2; in the same pass *sum and *max as
+/// bits_sum() gives them (the same bits).
+void group_factors(const float* logits, int64_t n, float a, float c, float range, float* scale, float* log_slope,
+                   float min_bits, float span, double* sum, float* max);
+/// *sum = Σ_g b_g (in double; b_g rounded to float, element g added to lane
+/// g mod 8 of each fixed stretch) and *max = max_g b_g.
 void bits_sum(const float* logits, int64_t n, float min_bits, float span, double* sum, float* max);
 /// grad[g] = coefficient · σ(l_g)(1 − σ(l_g)): d (coefficient/span · Σ b) / d l_g.
 void bits_sum_grad(const float* logits, int64_t n, float coefficient, float* grad);
@@ -105,9 +114,9 @@ void range_avx512(const float* w, int64_t n, float* low, float* high);
 
 /// The group kernels over one stretch (one set per implementation): see
 /// group_factors(), bits_sum(), bits_sum_grad().
-void group_factors_generic(const float*, int64_t, float, float, float, float*, float*);
-void group_factors_avx2(const float*, int64_t, float, float, float, float*, float*);
-void group_factors_avx512(const float*, int64_t, float, float, float, float*, float*);
+void group_factors_generic(const float*, int64_t, float, float, float, float*, float*, float, float, double*, float*);
+void group_factors_avx2(const float*, int64_t, float, float, float, float*, float*, float, float, double*, float*);
+void group_factors_avx512(const float*, int64_t, float, float, float, float*, float*, float, float, double*, float*);
 void bits_sum_generic(const float*, int64_t, float, float, double*, float*);
 void bits_sum_avx2(const float*, int64_t, float, float, double*, float*);
 void bits_sum_avx512(const float*, int64_t, float, float, double*, float*);
