@@ -505,6 +505,17 @@ int main(int argc, char** argv) {
       std::printf(" | noise draw alone %.2f, copy pass %.2f, rest %.2f ms\n", d["noise_draw_s"].get<double>() * 1e3,
                   d["copy_pass_s"].get<double>() * 1e3, (extra - known) * 1e3);
     }
+    // Inside the timed steps: each quantizer's training_step() and model_size().
+    bool first = true;
+    for (const auto& method : methods) {
+      if (!best.count(method) || !best[method].contains("in_step_s") || best[method]["in_step_s"].empty()) continue;
+      const auto& in_step = best[method]["in_step_s"];
+      std::printf("%s %s %.2f / %.2f", first ? "  in the steps, training_step() / model_size() ms:" : ",",
+                  method.c_str(), in_step["training_step"].get<double>() * 1e3,
+                  in_step["model_size"].get<double>() * 1e3);
+      first = false;
+    }
+    if (!first) std::printf("\n");
   }
   // iPQ: the k-means of one stage over every layer of the 16.8 M-weight model.
   for (const int threads : thread_counts) {
