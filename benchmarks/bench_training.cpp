@@ -436,8 +436,8 @@ int main(int argc, char** argv) {
   }
   std::printf("\n");
   std::printf("gradients between steps: %s\n", g_grads.c_str());
-  std::printf("%-7s %-6s %-8s %10s %8s %10s %11s %14s %8s %12s %13s %8s\n", "threads", "model", "method", "step (ms)",
-              "ratio", "CPU ratio", "floor ratio", "peak RSS (MiB)", "ratio", "above model", "tensors (MiB)",
+  std::printf("%-7s %-6s %-8s %10s %8s %22s %10s %11s %14s %8s %12s %13s %8s\n", "threads", "model", "method",
+              "step (ms)", "ratio", "paired (range)", "CPU ratio", "floor ratio", "peak RSS (MiB)", "ratio", "above model", "tensors (MiB)",
               "ratio");
   // Extra passes over the weights beyond plain training (read+write passes,
   // noise draws) that each method cannot avoid: its floor.
@@ -446,11 +446,18 @@ int main(int argc, char** argv) {
   for (const int threads : thread_counts)
   for (const std::string& model : models) {
     // Several rounds, configurations interleaved; each keeps its fastest
-    // round (the least disturbed by other load on the machine).
+    // round (the least disturbed by other load on the machine). Paired
+    // ratios: each round's step over the plain step of the same round
+    // (minutes apart at most, so that the machine's slower drifts cancel);
+    // their median and range over the rounds.
     std::map<std::string, nlohmann::json> best;
+    std::map<std::string, std::vector<double>> paired;
     for (int round = 0; round < rounds; ++round) {
+      double plain = 0;
       for (const auto& method : methods) {
         auto row = run_child(self, model, method, steps, threads);
+        if (method == "none") plain = row["median_step_s"].get<double>();
+        paired[method].push_back(row["median_step_s"].get<double>() / plain);
         if (!best.count(method) ||
             row["median_step_s"].get<double>() < best[method]["median_step_s"].get<double>()) {
           best[method] = row;
@@ -474,6 +481,14 @@ int main(int argc, char** argv) {
       row["floor_ratio"] = floor_ratio;
       row["cpu_step_ratio"] = row["median_cpu_step_s"].get<double>() / base["median_cpu_step_s"].get<double>();
       row["step_ratio"] = ratio;
+      auto& rounds_ratios = paired[method];
+      row["paired_ratios"] = rounds_ratios;
+      std::sort(rounds_ratios.begin(), rounds_ratios.end());
+      const size_t mid = rounds_ratios.size() / 2;
+      const double paired_median = rounds_ratios.size() % 2 == 1
+                                       ? rounds_ratios[mid]
+                                       : 0.5 * (rounds_ratios[mid - 1] + rounds_ratios[mid]);
+      row["paired_ratio"] = paired_median;
       row["peak_rss_ratio"] = mem_ratio;
       row["peak_rss_ratio_above_model"] = mem_ratio_above;
       // Peak of live tensor bytes, as a ratio of the plain run's, both
@@ -484,8 +499,9 @@ int main(int argc, char** argv) {
                                   (process + base["peak_tensor_bytes"].get<double>());
       row["peak_tensor_ratio"] = tensor_ratio;
       report["rows"].push_back(row);
-      std::printf("%-7d %-6s %-8s %10.1f %7.2fx %9.2fx %10.2fx %14.1f %7.3fx %11.3fx %13.1f %7.3fx\n", threads,
-                  model.c_str(), method.c_str(), row["median_step_s"].get<double>() * 1e3, ratio,
+      std::printf("%-7d %-6s %-8s %10.1f %7.3fx %7.3fx (%.3f-%.3f) %9.2fx %10.2fx %14.1f %7.3fx %11.3fx %13.1f %7.3fx\n",
+                  threads, model.c_str(), method.c_str(), row["median_step_s"].get<double>() * 1e3, ratio,
+                  paired_median, rounds_ratios.front(), rounds_ratios.back(),
                   row["cpu_step_ratio"].get<double>(), floor_ratio,
                   row["peak_rss_kib"].get<double>() / 1024, mem_ratio, mem_ratio_above,
                   row["peak_tensor_bytes"].get<double>() / 1048576, tensor_ratio);
