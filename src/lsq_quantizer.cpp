@@ -55,10 +55,12 @@ torch::Tensor LSQQuantizer::signed_levels(const torch::Tensor& w32, float step) 
 
 torch::Tensor LSQQuantizer::training_data(detail::Slot& slot) {
   if (!fused(slot.latent)) return quantized_data(slot);
-  finite_range(slot.latent, slot.name);
   auto out = new_buffer(slot.latent);
-  kernels::lsq_forward(slot.latent.data_ptr<float>(), out.data_ptr<float>(), out.numel(), step_of(slot),
-                       float(negative_levels(options_.bits())), float(positive_levels(options_.bits())));
+  // The weights' check in the same pass (the buffer is dropped when it fails).
+  const bool finite =
+      kernels::lsq_forward(slot.latent.data_ptr<float>(), out.data_ptr<float>(), out.numel(), step_of(slot),
+                           float(negative_levels(options_.bits())), float(positive_levels(options_.bits())));
+  DIFFQ_CHECK(finite, "parameter '", slot.name, "' contains NaN or infinite values; it cannot be quantized");
   return out;
 }
 
@@ -105,7 +107,7 @@ torch::Tensor LSQQuantizer::quantized_data(const detail::Slot& slot) const {
                          float(negative_levels(options_.bits())), float(positive_levels(options_.bits())));
     return out.to(slot.tensor.scalar_type());
   }
-  return signed_levels(w32, step).mul(step).view(slot.tensor.sizes()).to(slot.tensor.scalar_type());
+  return signed_levels(w32, step).mul(step).add(0.0).view(slot.tensor.sizes()).to(slot.tensor.scalar_type());
 }
 
 TensorRecord LSQQuantizer::quantized_record(const detail::Slot& slot) const {

@@ -105,6 +105,37 @@ TEST(Errors, NanWeightsNamed) {
   auto step = q.training_step();
 }
 
+// Weights that turn NaN or infinite during training (after the quantizer
+// checked them at construction) stop the next step of every
+// straight-through quantizer with the tensor's name, and leave the weights
+// in place; LSQ checks them in its forward pass.
+TEST(Errors, NonFiniteWeightsStopTheStraightThroughSteps) {
+  for (float bad : {std::nanf(""), INFINITY}) {
+    for (int method = 0; method < 2; ++method) {
+      torch::manual_seed(1);
+      Mlp mlp(16, 32, 16);
+      std::unique_ptr<Quantizer> q;
+      if (method == 0) {
+        q = std::make_unique<LSQQuantizer>(mlp, LSQOptions().bits(4).discovery(all_params()));
+      } else {
+        q = std::make_unique<UniformQuantizer>(mlp, UniformOptions().bits(4).qat(true).discovery(all_params()));
+      }
+      {
+        torch::NoGradGuard no_grad;
+        mlp->fc2->weight[3][5] = bad;
+      }
+      const auto before = diffq_test::snapshot(*mlp);
+      expect_error([&] { q->training_step(); }, "'fc2.weight' contains NaN or infinite values");
+      EXPECT_TRUE(diffq_test::same_bits(*mlp, before)) << method << " " << bad;
+      {
+        torch::NoGradGuard no_grad;
+        mlp->fc2->weight[3][5] = 0.f;
+      }
+      auto step = q->training_step();
+    }
+  }
+}
+
 TEST(Errors, RestoreChecksEverythingBeforeWriting) {
   torch::manual_seed(0);
   Mlp mlp(16, 32, 16);

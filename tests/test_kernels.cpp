@@ -113,9 +113,9 @@ TEST(Kernels, LsqForwardAndBackwardEqualTheTensorExpressions) {
   for (int bits : {2, 3, 4, 8}) {
     const float qn = float(std::pow(2.0, bits - 1)), qp = qn - 1;
     auto v = w / step;
-    auto expected = torch::clamp(torch::round(v), -qn, qp).mul(step);
+    auto expected = torch::clamp(torch::round(v), -qn, qp).mul(step).add(0.0);  // + 0: no -0
     auto out = torch::empty_like(w);
-    diffq::kernels::lsq_forward(w.data_ptr<float>(), out.data_ptr<float>(), n, step, qn, qp);
+    EXPECT_TRUE(diffq::kernels::lsq_forward(w.data_ptr<float>(), out.data_ptr<float>(), n, step, qn, qp));
     EXPECT_TRUE(same_bits(out, expected)) << bits << " bits";
 
     auto below = v <= -qn, above = v >= qp;
@@ -130,6 +130,25 @@ TEST(Kernels, LsqForwardAndBackwardEqualTheTensorExpressions) {
     EXPECT_TRUE(same_bits(grad_out, expected_grad)) << bits << " bits";
     EXPECT_NEAR(sum, expected_sum, 1e-9 * (1 + std::abs(expected_sum))) << bits << " bits";
   }
+}
+
+// The LSQ forward reports non-finite weights (its step's only check of
+// them): NaN and both infinities, in the first, a middle and the last chunk.
+TEST(Kernels, LsqForwardReportsNonFiniteWeights) {
+  const int64_t n = 70001;
+  auto w = weights(n, 0.125f);
+  auto out = torch::empty_like(w);
+  EXPECT_TRUE(diffq::kernels::lsq_forward(w.data_ptr<float>(), out.data_ptr<float>(), n, 0.125f, 8, 7));
+  for (float bad : {std::nanf(""), INFINITY, -INFINITY}) {
+    for (int64_t at : {int64_t(0), n / 2, n - 1}) {
+      auto v = w.clone();
+      v[at] = bad;
+      EXPECT_FALSE(diffq::kernels::lsq_forward(v.data_ptr<float>(), out.data_ptr<float>(), n, 0.125f, 8, 7))
+          << bad << " at " << at;
+    }
+  }
+  auto big = torch::full({n}, std::numeric_limits<float>::max());
+  EXPECT_TRUE(diffq::kernels::lsq_forward(big.data_ptr<float>(), out.data_ptr<float>(), n, 0.125f, 8, 7));
 }
 
 TEST(Kernels, ResultsDoNotDependOnTheThreadCount) {

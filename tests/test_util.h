@@ -4,6 +4,7 @@
 
 #include "diffq/quantizer.h"
 
+#include <cstring>
 #include <vector>
 
 namespace diffq_test {
@@ -51,12 +52,15 @@ inline std::vector<torch::Tensor> snapshot(torch::nn::Module& m) {
   return out;
 }
 
-/// True when every parameter equals the snapshot bit for bit.
+/// True when every parameter equals the snapshot bit for bit (NaN payloads
+/// and the sign of zero included).
 inline bool same_bits(torch::nn::Module& m, const std::vector<torch::Tensor>& snap) {
   auto params = m.parameters();
   if (params.size() != snap.size()) return false;
   for (size_t i = 0; i < params.size(); ++i) {
-    if (!torch::equal(params[i].detach(), snap[i])) return false;
+    const auto a = params[i].detach().contiguous().cpu(), b = snap[i].contiguous().cpu();
+    if (a.sizes() != b.sizes() || a.scalar_type() != b.scalar_type()) return false;
+    if (std::memcmp(a.data_ptr(), b.data_ptr(), a.nbytes()) != 0) return false;
   }
   return true;
 }

@@ -2,8 +2,10 @@
 #include "fake_quant.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include <ATen/Parallel.h>
@@ -71,12 +73,16 @@ DIFFQ_CLONES void masked_range(const float* grad, const bool* pass, float* out, 
   for (int64_t i = b; i < e; ++i) out[i] = grad[i] * (through[i] != 0 ? 1.0f : 0.0f);
 }
 
-DIFFQ_CLONES void lsq_forward_range(const float* w, float* out, int64_t b, int64_t e, float step, float qn,
+// Returns whether every w[i] is finite (|w| <= FLT_MAX fails for NaN and ±inf).
+DIFFQ_CLONES bool lsq_forward_range(const float* w, float* out, int64_t b, int64_t e, float step, float qn,
                                     float qp) {
+  int32_t bad = 0;
   for (int64_t i = b; i < e; ++i) {
     const float level = std::min(std::max(std::nearbyint(w[i] / step), -qn), qp);
-    out[i] = level * step;
+    out[i] = level * step + 0.0f;  // + 0: level -0 (small negative weights) gives +0, as a stored level does
+    bad |= static_cast<int32_t>(!(std::fabs(w[i]) <= std::numeric_limits<float>::max()));
   }
+  return bad == 0;
 }
 
 DIFFQ_CLONES double lsq_backward_range(const float* w, const float* grad, float* grad_out, int64_t b, int64_t e,
@@ -113,8 +119,12 @@ void masked_gradient(const float* grad, const bool* pass, float* out, int64_t n)
   for_chunks(n, [&](int64_t, int64_t b, int64_t e) { masked_range(grad, pass, out, b, e); });
 }
 
-void lsq_forward(const float* w, float* out, int64_t n, float step, float qn, float qp) {
-  for_chunks(n, [&](int64_t, int64_t b, int64_t e) { lsq_forward_range(w, out, b, e, step, qn, qp); });
+bool lsq_forward(const float* w, float* out, int64_t n, float step, float qn, float qp) {
+  std::atomic<bool> finite{true};
+  for_chunks(n, [&](int64_t, int64_t b, int64_t e) {
+    if (!lsq_forward_range(w, out, b, e, step, qn, qp)) finite.store(false, std::memory_order_relaxed);
+  });
+  return finite.load();
 }
 
 double lsq_backward(const float* w, const float* grad, float* grad_out, int64_t n, float step, float qn,

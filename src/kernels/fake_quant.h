@@ -31,8 +31,11 @@ void proxy_drop(const float* w, const bool* drop, float* out, int64_t n, int64_t
 /// out[i] = grad[i] · (pass[i] ? 1 : 0) (`out` may be `grad`).
 void masked_gradient(const float* grad, const bool* pass, float* out, int64_t n);
 
-/// LSQ forward: out[i] = clamp(round(w[i] / step), -qn, qp) · step.
-void lsq_forward(const float* w, float* out, int64_t n, float step, float qn, float qp);
+/// LSQ forward: out[i] = clamp(round(w[i] / step), -qn, qp) · step + 0 (the
+/// + 0 turns a level of -0 into +0: what restoring the integer level gives). Returns
+/// whether every w[i] is finite (the step's check of the weights, in the
+/// same pass).
+bool lsq_forward(const float* w, float* out, int64_t n, float step, float qn, float qp);
 
 /// LSQ backward. With v = w / step: grad_out[i] = grad[i] where -qn < v < qp,
 /// else grad[i] · 0; returns Σ grad[i] · d(w_q)/d(step) (round(v) - v inside,

@@ -329,14 +329,16 @@ float OneShotQuantizer::current_step(size_t layer) const {
 torch::Tensor OneShotQuantizer::training_data(detail::Slot& slot) {
   const size_t layer = layer_of(slot);
   const int bits = config_.layers[layer].weight;
-  finite_range(slot.latent, slot.name);
   const float step = current_step(layer);
   if (!fused(slot.latent)) {
+    finite_range(slot.latent, slot.name);
     return torch::clamp(torch::round(slot.latent / step), -negative_levels(bits), positive_levels(bits)) * step;
   }
   auto out = new_buffer(slot.latent);
-  kernels::lsq_forward(slot.latent.data_ptr<float>(), out.data_ptr<float>(), out.numel(), step,
-                       float(negative_levels(bits)), float(positive_levels(bits)));
+  // The weights' check in the same pass (the buffer is dropped when it fails).
+  const bool finite = kernels::lsq_forward(slot.latent.data_ptr<float>(), out.data_ptr<float>(), out.numel(), step,
+                                           float(negative_levels(bits)), float(positive_levels(bits)));
+  DIFFQ_CHECK(finite, "parameter '", slot.name, "' contains NaN or infinite values; it cannot be quantized");
   return out;
 }
 
