@@ -202,8 +202,7 @@ torch::Tensor DiffQuantizer::training_data(detail::Slot& slot) {
   const auto w = slot.latent.contiguous();
   if (fused(w) && w.scalar_type() == torch::kFloat32 && w.numel() > 0) {
     float low, high;
-    if (next_range_.slot == &slot && next_range_.step == steps() && next_range_.data == w.data_ptr() &&
-        next_range_.version == slot.tensor._version()) {
+    if (next_range_.slot == &slot && next_range_.stamp == stamp(w.data_ptr(), slot.tensor)) {
       low = next_range_.low;  // taken during the previous tensor's noise pass
       high = next_range_.high;
     } else {
@@ -235,9 +234,7 @@ torch::Tensor DiffQuantizer::training_data(detail::Slot& slot) {
                          static_cast<float>(o.min_bits() * ln2), static_cast<float>(state.range), scale.data_ptr<float>(),
                          state.log_slope.data_ptr<float>(), static_cast<float>(o.min_bits()),
                          static_cast<float>(o.max_bits() - o.min_bits()), &state.bits_total, &state.bits_top);
-    state.bits_step = steps();
-    state.bits_data = slot.own.data_ptr();
-    state.bits_version = slot.own._version();
+    state.bits_stamp = stamp(slot.own.data_ptr(), slot.own);
   } else {
     auto factors = group_factors(slot.own.detach());
     state.log_slope = factors.log_slope;
@@ -264,7 +261,7 @@ torch::Tensor DiffQuantizer::training_data(detail::Slot& slot) {
                                            scale.data_ptr<double>(), state.key, kind_of(options_.noise()),
                                            next_w.data_ptr<float>(), next_w.numel(), &next_low, &next_high);
       }
-      next_range_ = {next, steps(), next_w.data_ptr(), next->tensor._version(), next_low, next_high};
+      next_range_ = {next, stamp(next_w.data_ptr(), next->tensor), next_low, next_high};
     } else if (w.scalar_type() == torch::kFloat32) {
       noise::add_noise<float>(w.data_ptr<float>(), out.data_ptr<float>(), w.numel(), gs,
                               scale.data_ptr<float>(), state.key, kind_of(options_.noise()));
@@ -491,8 +488,7 @@ TensorRecord DiffQuantizer::quantized_record(const detail::Slot& slot) const {
 
 void DiffQuantizer::bits_total(const detail::Slot& slot, double* total, float* top) const {
   const auto& state = noise_[index_of(slot)];
-  if (in_training_step() && state.bits_step == steps() && state.bits_data == slot.own.data_ptr() &&
-      state.bits_version == slot.own._version()) {
+  if (in_training_step() && state.bits_stamp == stamp(slot.own.data_ptr(), slot.own)) {
     *total = state.bits_total;
     *top = state.bits_top;
     return;

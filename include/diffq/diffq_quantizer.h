@@ -143,6 +143,19 @@ class DiffQuantizer : public Quantizer {
   /// True when the fused group kernels handle this slot's logits (bits
   /// parametrisation, float32 on the CPU).
   bool fused_groups(const detail::Slot& slot) const;
+  /// When a value derived from a tensor was computed: the step, the data
+  /// it was read from and the version of the tensor that guards that data.
+  /// Equal stamps: the value is still that of the data.
+  struct Stamp {
+    int64_t step = -1;
+    const void* data = nullptr;
+    uint32_t version = 0;
+    bool operator==(const Stamp& o) const { return step == o.step && data == o.data && version == o.version; }
+  };
+  /// The stamp, now, of `data` guarded by `versioned`'s version counter.
+  Stamp stamp(const void* data, const torch::Tensor& versioned) const {
+    return {steps(), data, versioned._version()};
+  }
   /// Per slot: the current step's noise key and the latent weight's range.
   struct NoiseState {
     uint64_t key = 0;
@@ -152,13 +165,10 @@ class DiffQuantizer : public Quantizer {
     torch::Tensor log_slope;
     /// Σ_g b_g and max_g b_g of the logits, from the pass that computed this
     /// step's noise scales (float logits on the CPU), for `model_size()`:
-    /// valid during step `bits_step` while the logits keep their data and
-    /// version.
+    /// valid while `bits_stamp` is the logits' stamp.
     double bits_total = 0;
     float bits_top = 0;
-    int64_t bits_step = -1;
-    const void* bits_data = nullptr;
-    uint32_t bits_version = 0;
+    Stamp bits_stamp;
   };
   /// Σ_g b_g and max_g b_g of a slot's float CPU logits: this step's cached
   /// values when still valid, else one pass over them.
@@ -166,13 +176,11 @@ class DiffQuantizer : public Quantizer {
   /// True quantized values of `w` (the slot's latent or current data).
   torch::Tensor quantize(const detail::Slot& slot, const torch::Tensor& w) const;
   /// The range of the next tensor of a step, taken during the noise pass
-  /// before it: valid for `slot` in step `step` while its float data is the
-  /// same storage and its parameter keeps its version.
+  /// before it: valid for `slot` while `stamp` is its float data's stamp
+  /// (guarded by its parameter's version).
   struct NextRange {
     const detail::Slot* slot = nullptr;
-    int64_t step = -1;
-    const void* data = nullptr;
-    uint32_t version = 0;
+    Stamp stamp;
     float low = 0, high = 0;
   };
   DiffQOptions options_;

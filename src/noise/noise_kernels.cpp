@@ -189,6 +189,22 @@ void bernoulli(uint64_t key, int64_t n, double p, bool* out) {
   });
 }
 
+namespace {
+
+// The range of several stretches (count >= 1) from theirs, in order: NaN
+// wins (it compares false).
+void combine_ranges(const float* lows, const float* highs, size_t count, float* low, float* high) {
+  float lo = lows[0], hi = highs[0];
+  for (size_t s = 1; s < count; ++s) {
+    lo = std::isnan(lo) || std::isnan(lows[s]) ? NAN : std::min(lo, lows[s]);
+    hi = std::isnan(hi) || std::isnan(highs[s]) ? NAN : std::max(hi, highs[s]);
+  }
+  *low = lo;
+  *high = hi;
+}
+
+}  // namespace
+
 void range(const float* w, int64_t n, float* low, float* high) {
   const auto fn = kernels().range;
   constexpr int64_t kStretch = 1 << 16;
@@ -200,13 +216,7 @@ void range(const float* w, int64_t n, float* low, float* high) {
       fn(w + start, std::min(kStretch, n - start), &lows[static_cast<size_t>(s)], &highs[static_cast<size_t>(s)]);
     }
   });
-  float lo = lows[0], hi = highs[0];
-  for (size_t s = 1; s < lows.size(); ++s) {  // NaN wins: it compares false
-    lo = std::isnan(lo) || std::isnan(lows[s]) ? NAN : std::min(lo, lows[s]);
-    hi = std::isnan(hi) || std::isnan(highs[s]) ? NAN : std::max(hi, highs[s]);
-  }
-  *low = lo;
-  *high = hi;
+  combine_ranges(lows.data(), highs.data(), lows.size(), low, high);
 }
 
 namespace {
@@ -239,13 +249,12 @@ struct RangeAlong {
   const float* next = nullptr;
   int64_t n = 0, share = 0;
   std::vector<float> lows, highs;
-  std::vector<char> seen;
 
+  // next_n > 0, chunks > 0.
   RangeAlong(const float* next_values, int64_t next_n, int64_t chunks)
-      : next(next_values), n(next_n), share(chunks > 0 ? (next_n + chunks - 1) / chunks : next_n) {
+      : next(next_values), n(next_n), share((next_n + chunks - 1) / chunks) {
     lows.resize(static_cast<size_t>(chunks));
     highs.resize(static_cast<size_t>(chunks));
-    seen.assign(static_cast<size_t>(chunks), 0);
   }
   // [begin, end) of chunk c's share.
   int64_t begin(int64_t c) const { return std::min(n, c * share); }
@@ -262,25 +271,10 @@ struct RangeAlong {
     const int64_t b = begin(c), e = end(c);
     if (e <= b) return;
     kernels().range(next + b, e - b, &lows[static_cast<size_t>(c)], &highs[static_cast<size_t>(c)]);
-    seen[static_cast<size_t>(c)] = 1;
   }
-  // As range() combines its stretches: NaN wins.
+  // The shares that hold values are the first ceil(n / share) ones.
   void result(float* low, float* high) const {
-    bool any = false;
-    float lo = 0, hi = 0;
-    for (size_t c = 0; c < seen.size(); ++c) {
-      if (!seen[c]) continue;
-      if (!any) {
-        lo = lows[c];
-        hi = highs[c];
-        any = true;
-        continue;
-      }
-      lo = std::isnan(lo) || std::isnan(lows[c]) ? NAN : std::min(lo, lows[c]);
-      hi = std::isnan(hi) || std::isnan(highs[c]) ? NAN : std::max(hi, highs[c]);
-    }
-    *low = lo;
-    *high = hi;
+    combine_ranges(lows.data(), highs.data(), static_cast<size_t>((n + share - 1) / share), low, high);
   }
 };
 
